@@ -1,0 +1,41 @@
+# The two commands: `make run` (the whole workflow on config.yaml) and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed on its own so a cluster can pick its CUDA build: make TORCH_SPEC='torch==2.13.0+cu128' …
+TORCH_SPEC ?= torch==2.13.0
+CORES ?= all
+SNAKEMAKE_ARGS ?=
+
+.PHONY: install run test lint format clean-venv
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
+	touch $@
+
+run: install
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint --cores 1
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+test: lint
+	$(BIN)/pytest
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,22 @@
+# saturation-lab: corpus → tokenizer → tokens → pretrain per width → harvest → analyze → tables → figures.
+# All target logic lives in workflow/rules/common.smk; every output path is content-addressed there.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/harvest.smk"
+include: "workflow/rules/analyze.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

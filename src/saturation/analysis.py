@@ -1,0 +1,87 @@
+"""Per-checkpoint measurements: held-out loss and the LM-head spectrum (SCIENCE.md §1–§2)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from saturation import spectra
+from saturation.io import atomic_path, write_json_atomic
+from saturation.tokens import open_tokens, read_header
+
+
+def heldout_windows(tokens: np.ndarray, seq_len: int, n_tokens: int) -> np.ndarray:
+    """A fixed sample of `seq_len + 1`-token windows spread evenly over the held-out split.
+
+    Fixed (no RNG) so every checkpoint of every run is scored on exactly the same tokens.
+    """
+    n_windows = max(1, n_tokens // seq_len)
+    last_start = len(tokens) - seq_len - 1
+    if last_start < 0:
+        raise ValueError(f"held-out split has {len(tokens)} tokens, fewer than seq_len + 1")
+    starts = np.unique(np.linspace(0, last_start, n_windows).round().astype(np.int64))
+    return np.stack([np.asarray(tokens[s : s + seq_len + 1], dtype=np.int64) for s in starts])
+
+
+def heldout_loss(model: Any, windows: np.ndarray, batch_size: int) -> tuple[float, int]:
+    """Mean next-token cross-entropy (nats) over every position of every window, in fp32."""
+    import torch
+    import torch.nn.functional as F
+
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(windows), batch_size):
+            batch = torch.from_numpy(windows[start : start + batch_size])
+            logits = model(input_ids=batch[:, :-1]).logits.float()  # (B, T, V)
+            targets = batch[:, 1:]
+            total += F.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), reduction="sum"
+            ).item()
+            count += targets.numel()
+    return total / count, count
+
+
+def load_checkpoint(checkpoint_dir: str | Path) -> Any:
+    import torch
+    from transformers import GPTNeoXForCausalLM
+
+    model = GPTNeoXForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.float32)
+    return model.eval()
+
+
+def analyze_checkpoint(
+    checkpoint_dir: str | Path,
+    val_bin: str | Path,
+    seq_len: int,
+    val_tokens: int,
+    batch_size: int,
+    metrics_out: str | Path,
+    sigma_out: str | Path,
+) -> dict[str, Any]:
+    """Held-out loss, singular values (saved raw), singular entropy and effective rank."""
+    header = read_header(Path(val_bin).with_suffix(".json"))
+    windows = heldout_windows(open_tokens(Path(val_bin)), seq_len, val_tokens)
+    loss, n_scored = heldout_loss(load_checkpoint(checkpoint_dir), windows, batch_size)
+    head = spectra.load_head(checkpoint_dir, n_rows=header.vocab_size)
+    sigma = spectra.singular_values(head)
+    with atomic_path(sigma_out) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, sigma)
+    record = {
+        "metrics": {
+            "val_loss": loss,
+            "val_ppl": math.exp(loss),
+            "singular_entropy": spectra.singular_entropy(sigma),
+            "effective_rank": spectra.effective_rank(sigma),
+            "sigma_max": float(sigma[0]),
+        },
+        "info": {
+            "scored_tokens": n_scored,
+            "head_rows": int(head.shape[0]),
+            "head_dim": int(head.shape[1]),
+        },
+    }
+    write_json_atomic(metrics_out, record)
+    return record

@@ -1,0 +1,117 @@
+"""Config validation: Snakemake's validate() for schema + defaults, then the checks a schema cannot say.
+
+Every error is one line naming the key (`train.lr`, `widths[2].heads`) and the problem, raised
+before any job is scheduled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, worded as `key: problem` on one line."""
+
+
+def key_path(parts: Sequence[str | int]) -> str:
+    """('widths', 2, 'heads') -> 'widths[2].heads'."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<config>"
+
+
+def _schema_error_line(config: Mapping[str, Any], schema: Mapping[str, Any]) -> str:
+    import jsonschema
+
+    validator_cls = jsonschema.validators.validator_for(schema)
+    error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(config))
+    if error is None:  # pragma: no cover - validate() and jsonschema disagree
+        return "<config>: invalid"
+    where = key_path(list(error.absolute_path))
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(known))
+        return (
+            f"{where}: unknown key {', '.join(map(repr, unknown))} (known keys: {', '.join(known)})"
+        )
+    if error.validator == "propertyNames":
+        allowed = error.schema["propertyNames"].get("enum", [])
+        return f"{where}: unknown source {error.instance!r} (expected one of: {', '.join(allowed)})"
+    return f"{where}: {error.message}"
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Validate in place with Snakemake's validate() (which fills defaults), then check semantics."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema_path), set_default=True)
+    except WorkflowError as err:
+        raise ConfigError(_schema_error_line(config, load_schema(schema_path))) from err
+    check_semantics(config)
+    return config
+
+
+def check_semantics(config: Mapping[str, Any]) -> None:
+    _check_sources(config["corpus"]["sources"])
+    _check_widths(config)
+    _check_checkpoints(config["train"])
+
+
+def _check_sources(sources: Sequence[Mapping[str, Any]]) -> None:
+    from saturation.corpus import BUILTIN_SOURCES
+
+    for i, source in enumerate(sources):
+        if "builtin" in source and source["builtin"] not in BUILTIN_SOURCES:
+            raise ConfigError(
+                f"corpus.sources[{i}].builtin: unknown builtin corpus {source['builtin']!r} "
+                f"(available: {', '.join(sorted(BUILTIN_SOURCES))})"
+            )
+
+
+def resolve_shape(entry: Mapping[str, Any], model: Mapping[str, Any]) -> dict[str, int]:
+    """A width's layers and heads: its own values, else the shape rules of `model`."""
+    width = entry["width"]
+    heads = entry.get("heads", max(1, width // model["head_dim"]))
+    return {"width": width, "layers": entry.get("layers", model["layers"]), "heads": heads}
+
+
+def _check_widths(config: Mapping[str, Any]) -> None:
+    model = config["model"]
+    seen: dict[int, int] = {}
+    for i, entry in enumerate(config["widths"]):
+        shape = resolve_shape(entry, model)
+        width, heads = shape["width"], shape["heads"]
+        where = f"widths[{i}]"
+        if width in seen:
+            raise ConfigError(f"{where}.width: {width} is already listed at widths[{seen[width]}]")
+        seen[width] = i
+        if width % heads:
+            raise ConfigError(f"{where}: width {width} is not divisible by heads {heads}")
+        rotary_dims = int(width // heads * model["rotary_pct"])
+        if rotary_dims < 2 or rotary_dims % 2:
+            raise ConfigError(
+                f"{where}: rotary dims = int(head_dim {width // heads} × model.rotary_pct "
+                f"{model['rotary_pct']}) = {rotary_dims}, must be even and ≥ 2"
+            )
+
+
+def _check_checkpoints(train: Mapping[str, Any]) -> None:
+    steps = train["steps"]
+    for i, step in enumerate(train["checkpoints"]["steps"]):
+        if step > steps:
+            raise ConfigError(
+                f"train.checkpoints.steps[{i}]: step {step} is beyond the last step train.steps = {steps}"
+            )

@@ -1,0 +1,39 @@
+"""Shared look of every figure and the one way figures are saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: clusters and CI have no display
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from saturation.io import atomic_path
+
+
+def setup() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+
+
+def width_palette(widths: list[int]) -> dict[int, tuple]:
+    """Small widths light, large dark: one colour per width, the same in every figure."""
+    colours = sns.color_palette("viridis_r", n_colors=max(len(widths), 1))
+    return dict(zip(sorted(widths), colours, strict=False))
+
+
+def metric_frame(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    frame = table[table["metric"] == metric]
+    if frame.empty:
+        raise ValueError(f"the tidy table has no rows for metric {metric!r}")
+    return frame
+
+
+def save(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
+    for path, kind in ((png, "png"), (pdf, "pdf")):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=kind, dpi=200, bbox_inches="tight")
+    plt.close(fig)

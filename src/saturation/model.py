@@ -1,0 +1,83 @@
+"""Pythia-shaped GPT-NeoX models built from a small shape description.
+
+The model is the stock `transformers` GPTNeoXForCausalLM so every checkpoint loads with
+`from_pretrained` and runs under lm-evaluation-harness unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch and transformers are heavy; import them only where a model is built
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Everything that fixes a model's architecture (Pythia's conventions as defaults)."""
+
+    width: int
+    layers: int
+    heads: int
+    vocab_size: int
+    seq_len: int
+    rotary_pct: float = 0.25
+    mlp_ratio: int = 4
+    eos_id: int = 0
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def padded_vocab(n_tokens: int, multiple: int) -> int:
+    """Round the head's row count up (Pythia pads 50277 tokens to 50304 for matmul speed)."""
+    return -(-n_tokens // multiple) * multiple
+
+
+def parameter_count(width: int, layers: int, vocab_size: int) -> int:
+    """GPT-NeoX parameters with an untied head: 2·V·d + L·(12d² + 13d) + 2d (SCIENCE.md §4)."""
+    return 2 * vocab_size * width + layers * (12 * width**2 + 13 * width) + 2 * width
+
+
+def gpt_neox_config(shape: ModelShape) -> GPTNeoXConfig:
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(
+        vocab_size=shape.vocab_size,
+        hidden_size=shape.width,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        intermediate_size=shape.mlp_ratio * shape.width,
+        max_position_embeddings=shape.seq_len,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "partial_rotary_factor": shape.rotary_pct,
+        },
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        initializer_range=0.02,
+        layer_norm_eps=1e-5,
+        bos_token_id=shape.eos_id,
+        eos_token_id=shape.eos_id,
+        use_cache=False,
+        attn_implementation="sdpa",
+    )
+
+
+def build_model(shape: ModelShape, seed: int) -> GPTNeoXForCausalLM:
+    """A freshly initialised model; the weights are a pure function of (shape, seed)."""
+    import torch
+    from transformers import GPTNeoXForCausalLM
+
+    torch.manual_seed(seed)
+    model = GPTNeoXForCausalLM(gpt_neox_config(shape))
+    model.config.use_cache = True  # what inference users (lm-eval) expect from a saved checkpoint
+    return model

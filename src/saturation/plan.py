@@ -1,0 +1,242 @@
+"""From a validated config to content-addressed stage ids, before Snakemake builds its DAG.
+
+A stage's id hashes its recipe: its own config slice (defaults applied), the ids of the stages it
+reads and a format version bumped whenever the stage's output meaning changes. Equal recipes share
+results; any change to a recipe gets a new folder, so nothing finished is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from saturation.config import resolve_shape
+from saturation.corpus import source_fingerprint
+from saturation.schedule import checkpoint_steps
+
+FORMAT_VERSIONS = {
+    "corpus": 1,
+    "tokenizer": 1,
+    "tokens": 1,
+    "pretrain": 1,
+    "harvest": 1,
+    "analyze": 1,
+    "tables": 1,
+    "figures": 1,
+}
+ID_LENGTH = 12
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def stage_id(stage: str, recipe: dict[str, Any]) -> str:
+    payload = {"stage": stage, "format_version": FORMAT_VERSIONS[stage], "recipe": recipe}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One content-addressed output folder: results/<stage>/<id>/."""
+
+    stage: str
+    recipe: dict[str, Any]
+    name: str
+    results: str
+
+    @property
+    def id(self) -> str:
+        return stage_id(self.stage, self.recipe)
+
+    @property
+    def dir(self) -> str:
+        return f"{self.results}/{self.stage}/{self.id}"
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.dir, *parts])
+
+    def recipe_record(self) -> dict[str, Any]:
+        """What recipe.json holds: enough to trace a folder back to the config that made it."""
+        return {
+            "stage": self.stage,
+            "id": self.id,
+            "name": self.name,
+            "format_version": FORMAT_VERSIONS[self.stage],
+            "recipe": self.recipe,
+        }
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One pretraining run (width × seed) and the stages that follow it."""
+
+    name: str
+    width: int
+    seed: int
+    pretrain: Stage
+    harvest: Stage
+    analyze: Stage
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        return self.pretrain.recipe["train"]["checkpoint_steps"]
+
+    @property
+    def seq_len(self) -> int:
+        return self.pretrain.recipe["train"]["seq_len"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    results: str
+    corpus: Stage
+    tokenizer: Stage
+    tokens: Stage
+    runs: dict[str, RunPlan]
+    tables: Stage
+    figures: Stage
+
+    def run_by(self, stage: str, stage_id_: str) -> RunPlan:
+        for run in self.runs.values():
+            if getattr(run, stage).id == stage_id_:
+                return run
+        raise KeyError(f"no run has {stage} id {stage_id_}")
+
+    def stages(self) -> list[Stage]:
+        per_run = [s for r in self.runs.values() for s in (r.pretrain, r.harvest, r.analyze)]
+        return [self.corpus, self.tokenizer, self.tokens, *per_run, self.tables, self.figures]
+
+    def index_rows(self) -> list[dict[str, str]]:
+        return [
+            {"stage": s.stage, "id": s.id, "name": s.name, "path": s.dir} for s in self.stages()
+        ]
+
+
+def _train_recipe(config: dict[str, Any], entry: dict[str, Any], seed: int) -> dict[str, Any]:
+    train = config["train"]
+    marks = train["checkpoints"]
+    return {
+        "seed": seed,
+        "steps": train["steps"],
+        "batch_size": train["batch_size"],
+        "seq_len": train["seq_len"],
+        "lr": float(entry.get("lr", train["lr"])),
+        "min_lr_ratio": float(train["min_lr_ratio"]),
+        "warmup_steps": round(train["warmup_fraction"] * train["steps"]),
+        "betas": [float(b) for b in train["betas"]],
+        "eps": float(train["eps"]),
+        "weight_decay": float(train["weight_decay"]),
+        "grad_clip": float(train["grad_clip"]),
+        "precision": train["precision"],
+        "compile": train["compile"],
+        "checkpoint_steps": checkpoint_steps(
+            train["steps"], marks["log_until"], marks["every"], marks["steps"]
+        ),
+    }
+
+
+def make_plan(config: dict[str, Any]) -> Plan:
+    """All stage ids of a validated config (see saturation.config.validate_config)."""
+    results = config["results"]
+    corpus_cfg = config["corpus"]
+    corpus = Stage(
+        "corpus",
+        {
+            "sources": [source_fingerprint(s) for s in corpus_cfg["sources"]],
+            "val_fraction": corpus_cfg["val_fraction"],
+            "test_fraction": corpus_cfg["test_fraction"],
+            "min_chars": corpus_cfg["min_chars"],
+            "max_documents": corpus_cfg["max_documents"],
+        },
+        name="corpus",
+        results=results,
+    )
+    tok_cfg = config["tokenizer"]
+    if tok_cfg["pretrained"]:
+        from saturation.tokenizer import tokenizer_fingerprint
+
+        tokenizer_recipe = {"pretrained": tokenizer_fingerprint(tok_cfg["pretrained"])}
+    else:
+        tokenizer_recipe = {
+            "corpus": corpus.id,
+            "vocab_size": tok_cfg["vocab_size"],
+            "min_frequency": tok_cfg["min_frequency"],
+        }
+    tokenizer = Stage("tokenizer", tokenizer_recipe, name="tokenizer", results=results)
+    tokens = Stage(
+        "tokens", {"corpus": corpus.id, "tokenizer": tokenizer.id}, name="tokens", results=results
+    )
+
+    model_cfg = config["model"]
+    runs: dict[str, RunPlan] = {}
+    for entry in config["widths"]:
+        shape = resolve_shape(entry, model_cfg)
+        for seed in config["train"]["seeds"]:
+            name = f"w{shape['width']}-s{seed}"
+            pretrain = Stage(
+                "pretrain",
+                {
+                    "tokens": tokens.id,
+                    "tokenizer": tokenizer.id,
+                    "model": shape
+                    | {k: model_cfg[k] for k in ("rotary_pct", "mlp_ratio", "vocab_multiple")},
+                    "train": _train_recipe(config, entry, seed),
+                },
+                name=name,
+                results=results,
+            )
+            harvest = Stage("harvest", {"pretrain": pretrain.id}, name=name, results=results)
+            analyze = Stage(
+                "analyze",
+                {"harvest": harvest.id, "tokens": tokens.id} | dict(config["analysis"]),
+                name=name,
+                results=results,
+            )
+            runs[name] = RunPlan(name, shape["width"], seed, pretrain, harvest, analyze)
+
+    tables = Stage(
+        "tables",
+        {
+            "runs": {
+                n: {"width": r.width, "seed": r.seed, "analyze": r.analyze.id}
+                for n, r in runs.items()
+            }
+        },
+        name="tables",
+        results=results,
+    )
+    figures = Stage("figures", {"tables": tables.id}, name="figures", results=results)
+    return Plan(results, corpus, tokenizer, tokens, runs, tables, figures)
+
+
+INDEX_FIELDS = ("stage", "id", "name", "path")
+
+
+def write_plan_records(plan: Plan) -> None:
+    """Write each stage's recipe.json (once: its content is fixed by its id) and results/index.csv.
+
+    The index keeps the rows of earlier configs too, so a result made by an old config stays
+    findable by name after the config moved on.
+    """
+    import csv
+
+    from saturation.io import write_json_atomic, write_text_atomic
+
+    for stage in plan.stages():
+        recipe = Path(stage.dir) / "recipe.json"
+        if not recipe.exists():
+            write_json_atomic(recipe, stage.recipe_record())
+    index = Path(plan.results) / "index.csv"
+    rows = {(r["stage"], r["id"], r["name"]): r for r in plan.index_rows()}
+    if index.exists():
+        with open(index, newline="") as handle:
+            rows |= {(r["stage"], r["id"], r["name"]): r for r in csv.DictReader(handle)}
+    lines = [",".join(INDEX_FIELDS)]
+    lines += [",".join(row[f] for f in INDEX_FIELDS) for _, row in sorted(rows.items())]
+    text = "\n".join(lines) + "\n"
+    if not index.exists() or index.read_text() != text:
+        write_text_atomic(index, text)

@@ -1,0 +1,146 @@
+"""Tokenizers: train a byte-level BPE, or adopt an existing Hugging Face tokenizer.
+
+Every tokenizer this pipeline produces is a `transformers` folder (`save_pretrained`) so that
+training, `AutoTokenizer.from_pretrained` and lm-evaluation-harness all see the same thing.
+
+Special tokens of a trained tokenizer (fixed because the trainer assigns ids in list order):
+    id 0: EOS_TOKEN ("<|endoftext|>"), also used as BOS and UNK, and the document separator
+    id 1: PAD_TOKEN ("<|padding|>")
+    ids 2..257: the 256 byte symbols, then the merges.
+
+`transformers` and `tokenizers` are imported inside the functions: this module is imported when
+Snakemake parses the workflow, where pulling in transformers (and possibly torch) costs seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from saturation.io import atomic_path, sha256_file
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|padding|>"
+SPECIAL_TOKENS = (EOS_TOKEN, PAD_TOKEN)
+EOS_ID = 0
+PAD_ID = 1
+N_BYTES = 256
+
+# transformers' "no limit" sentinel (VERY_LARGE_INTEGER); lm-eval recognises exactly this value and
+# then takes the context length from the model config instead of trusting the tokenizer.
+UNBOUNDED_MODEL_MAX_LENGTH = int(1e30)
+
+
+def iter_texts(docs_jsonl: Path) -> Iterator[str]:
+    """Stream the "text" field of a corpus JSONL file, one document at a time."""
+    with open(docs_jsonl, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)["text"]
+
+
+def train_bpe_tokenizer(
+    train_jsonl: Path, out_dir: Path, vocab_size: int, min_frequency: int = 2
+) -> None:
+    """Train a byte-level BPE on the train split and save it as a transformers folder.
+
+    The initial alphabet is all 256 bytes, so any text encodes without an unknown token even if
+    the training data never contained some byte. There is no normalizer: decode(encode(text))
+    returns the text unchanged. `vocab_size` is an upper bound (special tokens and bytes included);
+    a small corpus may run out of merges first.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    min_vocab = len(SPECIAL_TOKENS) + N_BYTES
+    if vocab_size < min_vocab:
+        raise ValueError(f"vocab_size {vocab_size} < {min_vocab} (special tokens + 256 bytes)")
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(iter_texts(Path(train_jsonl)), trainer=trainer)
+    if (tokenizer.token_to_id(EOS_TOKEN), tokenizer.token_to_id(PAD_TOKEN)) != (EOS_ID, PAD_ID):
+        raise RuntimeError("BPE trainer did not give the special tokens their documented ids")
+    with atomic_path(out_dir) as tmp:
+        _wrap(tokenizer).save_pretrained(tmp)
+
+
+def _wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
+    """Wrap a raw `tokenizers.Tokenizer` with the special-token roles transformers needs.
+
+    `clean_up_tokenization_spaces=False` keeps decode exact: the cleanup turns " ." into ".";
+    transformers 5 already skips it for BPE, but warns unless it is switched off explicitly.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token=EOS_TOKEN,
+        bos_token=EOS_TOKEN,
+        unk_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        model_max_length=UNBOUNDED_MODEL_MAX_LENGTH,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def load_tokenizer(
+    path_or_name: str | Path, local_files_only: bool = True
+) -> PreTrainedTokenizerFast:
+    """Load a fast tokenizer; offline unless the caller opts in, so a run never hits the Hub."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(path_or_name), local_files_only=local_files_only
+        )
+    except OSError as error:
+        where = "locally" if local_files_only else "locally or on the Hub"
+        raise FileNotFoundError(f"tokenizer {str(path_or_name)!r} not found {where}") from error
+    if not tokenizer.is_fast:
+        raise TypeError(f"tokenizer {str(path_or_name)!r} has no fast (Rust) backend")
+    return tokenizer
+
+
+def copy_pretrained_tokenizer(path_or_name: str, out_dir: Path) -> None:
+    """Adopt an existing tokenizer (local path) by saving a copy into the pipeline's results.
+
+    The copy makes runs independent of the original location. An EOS token is required because
+    it separates documents in the token files.
+    """
+    tokenizer = load_tokenizer(path_or_name)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer {path_or_name!r} has no EOS token to separate documents")
+    with atomic_path(out_dir) as tmp:
+        tokenizer.save_pretrained(tmp)
+
+
+def tokenizer_fingerprint(path: str | Path) -> dict:
+    """Hash every file of a local tokenizer folder: cheap provenance without loading it.
+
+    Returns {"files": {relative path: sha256}, "sha256": digest of those pairs in sorted order}.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"tokenizer folder {str(root)!r} does not exist")
+    files = {
+        item.relative_to(root).as_posix(): sha256_file(item)
+        for item in sorted(root.rglob("*"))
+        if item.is_file()
+    }
+    combined = hashlib.sha256()
+    for name, digest in sorted(files.items()):
+        combined.update(f"{name}\0{digest}\n".encode())
+    return {"files": files, "sha256": combined.hexdigest()}

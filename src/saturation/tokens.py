@@ -1,0 +1,167 @@
+"""Token files: one corpus split encoded as a flat array of token ids, EOS after each document.
+
+A split becomes `<name>.bin` (raw ids in native byte order, uint16 when the vocabulary fits, else
+uint32) and a JSON header beside it. Training reads the `.bin` through a read-only memmap, so
+the file is never loaded whole; the header records what is needed to interpret it and its sha256,
+so a stale or corrupted file is caught rather than silently trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tqdm import tqdm
+
+from saturation.io import atomic_path, sha256_file, write_json_atomic
+from saturation.tokenizer import iter_texts, load_tokenizer
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+FORMAT_VERSION = 1
+UINT16_VOCAB_LIMIT = 1 << 16
+
+
+@dataclass(frozen=True)
+class TokenHeader:
+    """The JSON header written beside a token file."""
+
+    tokens: int
+    dtype: str
+    vocab_size: int
+    eos_id: int
+    documents: int
+    sha256: str
+    format_version: int
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The narrowest unsigned dtype holding every id: halving the file matters for large corpora."""
+    if vocab_size <= 0:
+        raise ValueError(f"vocab_size must be positive, got {vocab_size}")
+    return np.dtype(np.uint16 if vocab_size <= UINT16_VOCAB_LIMIT else np.uint32)
+
+
+def _set_threads(threads: int | None) -> None:
+    """Size the Rust thread pool (rayon) that encodes batches in parallel.
+
+    Rayon reads RAYON_NUM_THREADS once, when the pool is first used in the process, so this only
+    takes effect if nothing has encoded in parallel before this call.
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    os.environ["RAYON_NUM_THREADS"] = str(threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"
+
+
+def _batches(texts: Iterator[str], batch_size: int) -> Iterator[list[str]]:
+    """Group documents so the Rust backend can spread each batch over its threads."""
+    while batch := list(itertools.islice(texts, batch_size)):
+        yield batch
+
+
+def _encode_batch(backend: Tokenizer, texts: list[str], eos_id: int, dtype: np.dtype) -> np.ndarray:
+    """Encode documents and append EOS after each; no special tokens from the tokenizer itself.
+
+    `encode_batch_fast` skips the offset bookkeeping that we would throw away.
+    """
+    encodings = backend.encode_batch_fast(texts, add_special_tokens=False)
+    documents = [encoding.ids for encoding in encodings]  # each `.ids` access builds a new list
+    flat = itertools.chain.from_iterable(itertools.chain(ids, (eos_id,)) for ids in documents)
+    return np.fromiter(flat, dtype=dtype, count=sum(map(len, documents)) + len(documents))
+
+
+def tokenize_split(
+    docs_jsonl: Path,
+    tokenizer_dir: Path,
+    out_bin: Path,
+    out_header: Path,
+    batch_size: int = 256,
+    threads: int | None = None,
+) -> TokenHeader:
+    """Encode a corpus split into `out_bin` and describe it in `out_header`.
+
+    Documents are streamed in batches, so memory stays bounded by one batch whatever the corpus
+    size. Both files are written atomically; the header is written last, so its presence implies
+    a complete token file.
+    """
+    _set_threads(threads)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    eos_id = tokenizer.eos_token_id
+    if eos_id is None:
+        raise ValueError(f"tokenizer {str(tokenizer_dir)!r} has no EOS token")
+    vocab_size = len(tokenizer)
+    dtype = token_dtype(vocab_size)
+    digest = hashlib.sha256()
+    n_tokens = n_docs = 0
+    with (
+        atomic_path(out_bin) as tmp,
+        open(tmp, "wb") as handle,
+        tqdm(desc=f"tokenize {Path(docs_jsonl).name}", unit="doc", mininterval=1.0) as bar,
+    ):
+        for texts in _batches(iter_texts(Path(docs_jsonl)), batch_size):
+            ids = _encode_batch(tokenizer.backend_tokenizer, texts, eos_id, dtype)
+            if ids.max() >= vocab_size:
+                raise ValueError(f"token id {ids.max()} >= vocab size {vocab_size}")
+            data = ids.tobytes()
+            handle.write(data)
+            digest.update(data)
+            n_tokens += ids.size
+            n_docs += len(texts)
+            bar.update(len(texts))
+            rate = n_tokens / max(bar.format_dict["elapsed"], 1e-9)
+            bar.set_postfix(tokens_per_s=f"{rate:.3g}", refresh=False)
+        if n_docs == 0:
+            raise ValueError(f"{docs_jsonl}: no documents to tokenize")
+    header = TokenHeader(
+        tokens=n_tokens,
+        dtype=dtype.name,
+        vocab_size=vocab_size,
+        eos_id=eos_id,
+        documents=n_docs,
+        sha256=digest.hexdigest(),
+        format_version=FORMAT_VERSION,
+    )
+    write_json_atomic(out_header, asdict(header))
+    return header
+
+
+def read_header(path: Path) -> TokenHeader:
+    """Parse a token header, refusing other format versions and unknown or missing fields."""
+    data = json.loads(Path(path).read_text())
+    expected = {field.name for field in fields(TokenHeader)}
+    if set(data) != expected:
+        raise ValueError(f"{path}: header fields {sorted(data)} != {sorted(expected)}")
+    header = TokenHeader(**data)
+    if header.format_version != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {header.format_version} != {FORMAT_VERSION}")
+    return header
+
+
+def open_tokens(bin_path: Path, header_path: Path | None = None, verify: bool = False) -> np.memmap:
+    """Map a token file read-only, after checking it against its header.
+
+    The size check is free and catches truncation; `verify=True` also rehashes the file, which
+    reads it whole, to catch corruption.
+    """
+    bin_path = Path(bin_path)
+    header = read_header(bin_path.with_suffix(".json") if header_path is None else header_path)
+    dtype = np.dtype(header.dtype)
+    size = bin_path.stat().st_size
+    if size != header.tokens * dtype.itemsize:
+        raise ValueError(
+            f"{bin_path}: {size} bytes, header says {header.tokens} {dtype.name} tokens"
+        )
+    if verify and sha256_file(bin_path) != header.sha256:
+        raise ValueError(f"{bin_path}: sha256 does not match its header; the file is corrupted")
+    return np.memmap(bin_path, dtype=dtype, mode="r", shape=(header.tokens,))

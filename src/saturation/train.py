@@ -1,0 +1,416 @@
+"""Pretraining of one run (width × seed): resumable, deterministic, checkpointed on a schedule.
+
+Determinism is by construction: the initial weights are a pure function of the seed, the data
+order a pure function of (seed, step), the learning rate a pure function of the step. A resumed
+run reloads the exact fp32 weights, optimizer moments and RNG state of its newest checkpoint, so
+on CPU it ends bit-identical to a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from saturation import checkpoints as ckpt
+from saturation.io import atomic_path, write_json_atomic
+from saturation.model import ModelShape, build_model, padded_vocab
+from saturation.schedule import learning_rate
+from saturation.tokens import open_tokens, read_header
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = "state"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation recipe of a run: every field changes the trained weights."""
+
+    seed: int
+    steps: int
+    batch_size: int
+    seq_len: int
+    lr: float
+    min_lr_ratio: float
+    warmup_steps: int
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+    grad_clip: float
+    checkpoint_steps: tuple[int, ...]
+    precision: str = "auto"  # auto | fp32 | bf16
+    compile: str = "auto"  # auto | on | off
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        values = dict(values)
+        values["betas"] = tuple(values["betas"])
+        values["checkpoint_steps"] = tuple(values["checkpoint_steps"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How to run, not what to compute: none of it enters a result's id."""
+
+    device: str = "auto"
+    threads: int | None = None
+    log_every: int = 10
+    progress: bool = True
+
+
+@dataclass
+class SpeedPath:
+    """The fast paths this run took, logged so a slow run explains itself."""
+
+    device: str
+    autocast_dtype: str | None
+    compiled: bool
+    fused_adamw: bool
+    threads: int
+    notes: list[str] = field(default_factory=list)
+
+
+class TokenBatches:
+    """Training sequences as a pure function of (seed, step).
+
+    The token stream is cut into `n_chunks` windows of `seq_len + 1` tokens (stride `seq_len`,
+    so every token is a target once per epoch). Sample g = step·B + b is chunk
+    perm_e[g mod n_chunks] of epoch e = g // n_chunks, with perm_e drawn from (seed, e).
+    """
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int) -> None:
+        self.tokens = tokens
+        self.seq_len = seq_len
+        self.batch_size = batch_size
+        self.seed = seed
+        self.n_chunks = (len(tokens) - 1) // seq_len
+        if self.n_chunks < 1:
+            raise ValueError(f"{len(tokens)} training tokens are fewer than seq_len + 1")
+
+    @lru_cache(maxsize=4)  # noqa: B019 - one instance per run; a few epochs' permutations
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n_chunks)
+
+    def chunk_ids(self, step: int) -> np.ndarray:
+        samples = step * self.batch_size + np.arange(self.batch_size)
+        epochs, positions = np.divmod(samples, self.n_chunks)
+        return np.array(
+            [self._permutation(int(e))[p] for e, p in zip(epochs, positions, strict=True)]
+        )
+
+    def batch(self, step: int) -> torch.Tensor:
+        starts = self.chunk_ids(step) * self.seq_len
+        rows = [self.tokens[s : s + self.seq_len + 1] for s in starts]
+        return torch.from_numpy(np.stack(rows).astype(np.int64))  # (B, T + 1)
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def choose_speed_path(cfg: TrainConfig, device: torch.device, threads: int) -> SpeedPath:
+    on_gpu = device.type == "cuda"
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and on_gpu)
+    autocast = "bfloat16" if use_bf16 else None
+    compiled = cfg.compile == "on" or (cfg.compile == "auto" and on_gpu)
+    path = SpeedPath(str(device), autocast, compiled, fused_adamw=on_gpu, threads=threads)
+    if on_gpu:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        path.notes.append("tf32 matmuls")
+    return path
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (GPT-NeoX/Pythia: not on biases and norms)."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused)
+
+
+def next_token_loss(
+    model: torch.nn.Module, batch: torch.Tensor, autocast: str | None
+) -> torch.Tensor:
+    """Mean cross-entropy of predicting batch[:, 1:] from batch[:, :-1], in fp32."""
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    dtype = getattr(torch, autocast) if autocast else None
+    with torch.autocast(batch.device.type, dtype=dtype, enabled=autocast is not None):
+        logits = model(input_ids=inputs).logits  # (B, T, V)
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+class RunFolder:
+    """Where a run keeps its checkpoints, its resume state and its in-progress metrics."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.checkpoints = root / CHECKPOINTS_DIR
+        self.state = root / STATE_DIR
+        self.live_metrics = self.state / "metrics.jsonl"
+
+    def state_file(self, step: int) -> Path:
+        return self.state / f"step{step}.pt"
+
+    def resume_point(self) -> tuple[int, Path] | None:
+        """The newest checkpoint that has its resume state and intact weights."""
+        for step, folder in reversed(ckpt.list_checkpoint_dirs(self.checkpoints)):
+            if not self.state_file(step).is_file():
+                continue
+            try:
+                ckpt.verify_checkpoint(folder)
+            except ckpt.CorruptCheckpointError as err:
+                log.warning("not resuming from %s: %s", folder, err)
+                continue
+            return step, folder
+        return None
+
+
+def save_checkpoint(
+    run: RunFolder,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    tokenizer: Any,
+    step: int,
+    tokens_seen: int,
+) -> None:
+    """State first, then the weights folder by atomic rename; older states go last.
+
+    If the process dies anywhere in here, the newest checkpoint folder still has its state.
+    """
+    folder = run.checkpoints / ckpt.step_dir_name(step)
+    if folder.exists():
+        log.info("checkpoint %s already exists: kept as it is", folder)
+        return
+    state = {
+        "step": step,
+        "tokens_seen": tokens_seen,
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+    with atomic_path(run.state_file(step)) as tmp:
+        torch.save(state, tmp)
+    with atomic_path(folder) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        ckpt.write_checkpoint_record(tmp, step, tokens_seen)
+    for old in run.state.glob("step*.pt"):
+        if old != run.state_file(step):
+            old.unlink()
+
+
+def restore(
+    run: RunFolder,
+    step: int,
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> int:
+    from safetensors.torch import load_file
+
+    weights: dict[str, torch.Tensor] = {}
+    for file in ckpt.weight_files(folder):
+        weights.update(load_file(file))
+    model.load_state_dict(weights, strict=True)
+    state = torch.load(run.state_file(step), map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["tokens_seen"])
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop log lines past the resume point: the resumed run writes them again."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= last_step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+@contextlib.contextmanager
+def _progress(total: int, initial: int, enabled: bool) -> Iterator[tqdm]:
+    interactive = sys.stderr.isatty()
+    bar = tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        disable=not enabled,
+        dynamic_ncols=True,
+        mininterval=0.2 if interactive else 10.0,
+        file=sys.stderr,
+    )
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def train_run(
+    run_dir: Path,
+    shape: ModelShape,
+    cfg: TrainConfig,
+    tokens_bin: Path,
+    tokenizer_dir: Path,
+    runtime: Runtime,
+    metrics_out: Path,
+    summary_out: Path,
+) -> dict[str, Any]:
+    """Train (or resume) one run to `cfg.steps`, checkpointing on `cfg.checkpoint_steps`."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per run is ours; no per-save shard bars
+    started = time.perf_counter()
+    run = RunFolder(run_dir)
+    run.state.mkdir(parents=True, exist_ok=True)
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
+    device = resolve_device(runtime.device)
+    speed = choose_speed_path(cfg, device, torch.get_num_threads())
+    log.info("speed path: %s", asdict(speed))
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    batches = TokenBatches(open_tokens(tokens_bin), cfg.seq_len, cfg.batch_size, cfg.seed)
+    model = build_model(shape, cfg.seed)
+    optimizer = make_optimizer(model, cfg, fused=False)
+
+    start_step, tokens_seen, resumed_from = 0, 0, None
+    if (point := run.resume_point()) is not None:
+        start_step, folder = point
+        tokens_seen = restore(run, start_step, folder, model, optimizer)
+        resumed_from = start_step
+        log.info("resuming from %s (step %d)", folder, start_step)
+    _truncate_metrics(run.live_metrics, start_step)
+
+    model.to(device)
+    if speed.fused_adamw:  # rebuild on the device so the fused kernel applies; moments move too
+        state = optimizer.state_dict()
+        optimizer = make_optimizer(model, cfg, fused=True)
+        optimizer.load_state_dict(state)
+    step_fn = torch.compile(model) if speed.compiled else model
+    schedule = set(cfg.checkpoint_steps)
+    tokens_per_step = cfg.batch_size * cfg.seq_len
+
+    if start_step == 0 and 0 in schedule:
+        save_checkpoint(run, model, optimizer, tokenizer, 0, 0)
+    model.train()
+    window_loss = torch.zeros((), device=device)
+    window_steps, window_start = 0, time.perf_counter()
+    with (
+        open(run.live_metrics, "a") as metrics,
+        _progress(cfg.steps, start_step, runtime.progress) as bar,
+    ):
+        for update in range(start_step, cfg.steps):
+            lr = learning_rate(update, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = batches.batch(update).to(device, non_blocking=True)
+            loss = next_token_loss(step_fn, batch, speed.autocast_dtype)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step, tokens_seen = update + 1, tokens_seen + tokens_per_step
+            window_loss += loss.detach()
+            window_steps += 1
+            bar.update(1)
+
+            if step % runtime.log_every == 0 or step == cfg.steps:
+                elapsed = time.perf_counter() - window_start
+                record = {
+                    "step": step,
+                    "tokens": tokens_seen,
+                    "loss": (window_loss / window_steps).item(),  # the one host sync per window
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "tokens_per_s": window_steps * tokens_per_step / elapsed,
+                }
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+                bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                window_loss.zero_()
+                window_steps, window_start = 0, time.perf_counter()
+            if step in schedule:
+                save_checkpoint(run, model, optimizer, tokenizer, step, tokens_seen)
+
+    entries = ckpt.harvest(run.checkpoints, sorted(schedule))
+    with atomic_path(metrics_out) as tmp:
+        tmp.write_bytes(run.live_metrics.read_bytes())
+    summary = {
+        "steps": cfg.steps,
+        "tokens_seen": tokens_seen,
+        "resumed_from": resumed_from,
+        "wall_s": round(time.perf_counter() - started, 3),
+        "speed_path": asdict(speed),
+        "versions": _versions(),
+        "checkpoints": [asdict(e) | {"path": os.path.relpath(e.path, run_dir)} for e in entries],
+    }
+    write_json_atomic(summary_out, summary)
+    return summary
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def shape_from_recipe(
+    model: dict[str, Any], seq_len: int, vocab_size: int, eos_id: int
+) -> ModelShape:
+    """The model of a pretrain recipe, its head padded as Pythia's (see model.padded_vocab)."""
+    return ModelShape(
+        width=model["width"],
+        layers=model["layers"],
+        heads=model["heads"],
+        vocab_size=padded_vocab(vocab_size, model["vocab_multiple"]),
+        seq_len=seq_len,
+        rotary_pct=model["rotary_pct"],
+        mlp_ratio=model["mlp_ratio"],
+        eos_id=eos_id,
+    )
+
+
+def train_from_recipe(
+    recipe: dict[str, Any],
+    run_dir: Path,
+    tokens_bin: Path,
+    tokenizer_dir: Path,
+    metrics_out: Path,
+    summary_out: Path,
+    device: str = "auto",
+    threads: int | None = None,
+    log_every: int = 10,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The entry point of the pretrain stage: a recipe from saturation.plan, run as given."""
+    header = read_header(tokens_bin.with_suffix(".json"))
+    cfg = TrainConfig.from_dict(recipe["train"])
+    shape = shape_from_recipe(recipe["model"], cfg.seq_len, header.vocab_size, header.eos_id)
+    runtime = Runtime(device=device, threads=threads, log_every=log_every, progress=progress)
+    return train_run(
+        run_dir, shape, cfg, tokens_bin, tokenizer_dir, runtime, metrics_out, summary_out
+    )

@@ -1,0 +1,39 @@
+# Per harvested checkpoint: held-out loss and the LM-head spectrum; then one tidy table.
+
+
+rule analyze_checkpoint:
+    input:
+        manifest=lambda wildcards: manifest_of(run_of("analyze", wildcards)),
+        weights=checkpoint_weights,
+        val=PLAN.tokens.path("val.bin"),
+        val_header=PLAN.tokens.path("val.json"),
+    output:
+        metrics=f"{RESULTS}/analyze/{{analyze_id}}/step{{step}}/metrics.json",
+        sigma=f"{RESULTS}/analyze/{{analyze_id}}/step{{step}}/singular_values.npy",
+    log:
+        f"{LOGS}/analyze_checkpoint/{{analyze_id}}-step{{step}}.log",
+    group:
+        "analyze"
+    conda:
+        ENV
+    params:
+        seq_len=lambda wildcards: run_of("analyze", wildcards).seq_len,
+        analysis=config["analysis"],
+    script:
+        "../scripts/analyze_checkpoint.py"
+
+
+rule tidy_table:
+    input:
+        unpack(tidy_table_inputs),
+    output:
+        csv=PLAN.tables.path("metrics.csv"),
+        parquet=PLAN.tables.path("metrics.parquet"),
+    log:
+        f"{LOGS}/tidy_table/{PLAN.tables.id}.log",
+    conda:
+        ENV
+    params:
+        runs=tidy_table_runs,
+    script:
+        "../scripts/tidy_table.py"

@@ -1,0 +1,93 @@
+# Config → validated config → content-addressed plan, before any rule exists.
+import sys
+from pathlib import Path
+
+from saturation.config import ConfigError, validate_config
+from saturation.plan import make_plan, write_plan_records
+
+try:
+    validate_config(
+        config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    )
+    PLAN = make_plan(config)
+except ConfigError as err:
+    print(f"config error: {err}", file=sys.stderr)
+    sys.exit(1)
+
+RESULTS = PLAN.results
+LOGS = f"{RESULTS}/logs"
+ENV = "../../envs/saturation.yaml"
+FIGURES = ["loss_curve", "singular_entropy"]
+
+
+wildcard_constraints:
+    pretrain_id="|".join(r.pretrain.id for r in PLAN.runs.values()),
+    harvest_id="|".join(r.harvest.id for r in PLAN.runs.values()),
+    analyze_id="|".join(r.analyze.id for r in PLAN.runs.values()),
+    step=r"\d+",
+    figure="|".join(FIGURES),
+
+
+onstart:
+    write_plan_records(PLAN)
+
+
+def run_of(stage, wildcards):
+    """The RunPlan a per-run job belongs to, from the id in its path."""
+    return PLAN.run_by(stage, getattr(wildcards, f"{stage}_id"))
+
+
+def manifest_of(run):
+    """The run's harvested manifest; asking for it makes the caller wait for the checkpoint."""
+    return str(checkpoints.harvest.get(harvest_id=run.harvest.id).output.manifest)
+
+
+def harvested_steps(run):
+    from saturation.checkpoints import read_manifest
+
+    return {entry.step: entry for entry in read_manifest(manifest_of(run))}
+
+
+def analysis_outputs(run):
+    steps = harvested_steps(run)
+    return {s: run.analyze.path(f"step{s}", "metrics.json") for s in sorted(steps)}
+
+
+def final_outputs():
+    """Listing every split's tokens and every manifest up front lets all runs train in parallel
+    (a checkpoint's input function would otherwise reveal them one at a time)."""
+    tokens = [PLAN.tokens.path(f"{split}.bin") for split in ("train", "val", "test")]
+    manifests = [run.harvest.path("manifest.csv") for run in PLAN.runs.values()]
+    figures = [
+        PLAN.figures.path(f"{f}.{ext}") for f in FIGURES for ext in ("png", "pdf")
+    ]
+    tables = [PLAN.tables.path("metrics.csv"), PLAN.tables.path("metrics.parquet")]
+    return [*tokens, *manifests, *tables, *figures]
+
+
+def checkpoint_weights(wildcards):
+    run = run_of("analyze", wildcards)
+    entry = harvested_steps(run)[int(wildcards.step)]
+    return f"{entry.path}/model.safetensors"
+
+
+def tidy_table_inputs(wildcards):
+    inputs = {}
+    for run in PLAN.runs.values():
+        inputs[f"manifest_{run.name}"] = manifest_of(run)
+        for step, path in analysis_outputs(run).items():
+            inputs[f"metrics_{run.name}_{step}"] = path
+    return inputs
+
+
+def tidy_table_runs(wildcards):
+    return [
+        {
+            "run": run.name,
+            "width": run.width,
+            "seed": run.seed,
+            "manifest": manifest_of(run),
+            "metrics": analysis_outputs(run),
+        }
+        for run in PLAN.runs.values()
+    ]

@@ -1,0 +1,22 @@
+# One pretraining job per run (width × seed). Checkpoints and resume state live beside the
+# declared outputs, not inside them, so Snakemake's cleanup of a failed job never deletes them.
+
+
+rule pretrain:
+    input:
+        tokens=PLAN.tokens.path("train.bin"),
+        header=PLAN.tokens.path("train.json"),
+        tokenizer=rules.train_tokenizer.output.tokenizer,
+    output:
+        summary=f"{RESULTS}/pretrain/{{pretrain_id}}/train.json",
+        metrics=f"{RESULTS}/pretrain/{{pretrain_id}}/metrics.jsonl",
+    log:
+        f"{LOGS}/pretrain/{{pretrain_id}}.log",
+    conda:
+        ENV
+    threads: config["runtime"]["train_threads"]
+    params:
+        recipe=lambda wildcards: run_of("pretrain", wildcards).pretrain.recipe,
+        run_dir=lambda wildcards: run_of("pretrain", wildcards).pretrain.dir,
+    script:
+        "../scripts/pretrain.py"

@@ -1,0 +1,20 @@
+"""Held-out loss and LM-head spectrum of one harvested checkpoint."""
+
+from pathlib import Path
+
+import torch
+
+from saturation.analysis import analyze_checkpoint
+from saturation.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+analyze_checkpoint(
+    checkpoint_dir=Path(snakemake.input.weights).parent,
+    val_bin=Path(snakemake.input.val),
+    seq_len=snakemake.params.seq_len,
+    val_tokens=snakemake.params.analysis["val_tokens"],
+    batch_size=snakemake.params.analysis["batch_size"],
+    metrics_out=Path(snakemake.output.metrics),
+    sigma_out=Path(snakemake.output.sigma),
+)
