@@ -1,11 +1,15 @@
 # saturation-lab: corpus → tokenizer → tokens → pretrain per width → harvest → analyze → tables → figures.
 # All target logic lives in workflow/rules/common.smk; every output path is content-addressed there.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The embedded default, found beside this Snakefile from any working directory;
+# --configfile FILE is applied on top of it (mappings merge, lists replace).
+configfile: Path(workflow.basedir) / "config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -39,8 +39,8 @@ def _schema_error_line(config: Mapping[str, Any], schema: Mapping[str, Any]) -> 
         return (
             f"{where}: unknown key {', '.join(map(repr, unknown))} (known keys: {', '.join(known)})"
         )
-    if error.validator == "propertyNames":
-        allowed = error.schema["propertyNames"].get("enum", [])
+    if "propertyNames" in error.absolute_schema_path:  # only corpus sources restrict key names
+        allowed = error.schema.get("enum", [])
         return f"{where}: unknown source {error.instance!r} (expected one of: {', '.join(allowed)})"
     return f"{where}: {error.message}"
 

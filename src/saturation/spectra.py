@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-HEAD_KEY = "embed_out.weight"  # GPT-NeoX's untied LM head
+# GPT-NeoX's untied LM head as saved on disk (Pythia's name), and transformers' module name
+HEAD_KEYS = ("embed_out.weight", "lm_head.weight")
 
 
 def singular_values(head: np.ndarray) -> np.ndarray:
@@ -47,7 +48,8 @@ def load_head(checkpoint_dir: str | Path, n_rows: int | None = None) -> np.ndarr
 
     for file in sorted(Path(checkpoint_dir).glob("*.safetensors")):
         with safe_open(file, framework="np") as handle:
-            if HEAD_KEY in handle.keys():  # noqa: SIM118 - safe_open is not a dict
-                head = handle.get_tensor(HEAD_KEY)
-                return head[:n_rows] if n_rows is not None else head
-    raise KeyError(f"{checkpoint_dir}: no tensor {HEAD_KEY!r} in its safetensors files")
+            for key in HEAD_KEYS:
+                if key in handle.keys():  # noqa: SIM118 - safe_open is not a dict
+                    head = handle.get_tensor(key)
+                    return head[:n_rows] if n_rows is not None else head
+    raise KeyError(f"{checkpoint_dir}: none of {HEAD_KEYS} in its safetensors files")

@@ -72,6 +72,15 @@ class Runtime:
     threads: int | None = None
     log_every: int = 10
     progress: bool = True
+    stop_at_step: int | None = None  # checkpoint there and stop, resumable (time-sliced jobs)
+
+
+class TrainingStopped(RuntimeError):
+    """Training stopped early on request, after a resumable checkpoint at `step`."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"training stopped at step {step}; rerun to resume from there")
+        self.step = step
 
 
 @dataclass
@@ -222,24 +231,19 @@ def save_checkpoint(
 
 
 def restore(
-    run: RunFolder,
-    step: int,
-    folder: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-) -> int:
-    from safetensors.torch import load_file
+    run: RunFolder, step: int, folder: Path, cfg: TrainConfig
+) -> tuple[torch.nn.Module, torch.optim.AdamW, int]:
+    """The model, optimizer and RNG exactly as they were when checkpoint `step` was written."""
+    from transformers import GPTNeoXForCausalLM
 
-    weights: dict[str, torch.Tensor] = {}
-    for file in ckpt.weight_files(folder):
-        weights.update(load_file(file))
-    model.load_state_dict(weights, strict=True)
+    model = GPTNeoXForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    optimizer = make_optimizer(model, cfg, fused=False)
     state = torch.load(run.state_file(step), map_location="cpu", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return int(state["tokens_seen"])
+    return model, optimizer, int(state["tokens_seen"])
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
@@ -294,15 +298,15 @@ def train_run(
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     batches = TokenBatches(open_tokens(tokens_bin), cfg.seq_len, cfg.batch_size, cfg.seed)
-    model = build_model(shape, cfg.seed)
-    optimizer = make_optimizer(model, cfg, fused=False)
-
     start_step, tokens_seen, resumed_from = 0, 0, None
     if (point := run.resume_point()) is not None:
         start_step, folder = point
-        tokens_seen = restore(run, start_step, folder, model, optimizer)
+        model, optimizer, tokens_seen = restore(run, start_step, folder, cfg)
         resumed_from = start_step
         log.info("resuming from %s (step %d)", folder, start_step)
+    else:
+        model = build_model(shape, cfg.seed)
+        optimizer = make_optimizer(model, cfg, fused=False)
     _truncate_metrics(run.live_metrics, start_step)
 
     model.to(device)
@@ -353,8 +357,10 @@ def train_run(
                 bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 window_loss.zero_()
                 window_steps, window_start = 0, time.perf_counter()
-            if step in schedule:
+            if step in schedule or step == runtime.stop_at_step:
                 save_checkpoint(run, model, optimizer, tokenizer, step, tokens_seen)
+            if step == runtime.stop_at_step and step < cfg.steps:
+                raise TrainingStopped(step)
 
     entries = ckpt.harvest(run.checkpoints, sorted(schedule))
     with atomic_path(metrics_out) as tmp:
@@ -405,12 +411,13 @@ def train_from_recipe(
     threads: int | None = None,
     log_every: int = 10,
     progress: bool = True,
+    stop_at_step: int | None = None,
 ) -> dict[str, Any]:
     """The entry point of the pretrain stage: a recipe from saturation.plan, run as given."""
     header = read_header(tokens_bin.with_suffix(".json"))
     cfg = TrainConfig.from_dict(recipe["train"])
     shape = shape_from_recipe(recipe["model"], cfg.seq_len, header.vocab_size, header.eos_id)
-    runtime = Runtime(device=device, threads=threads, log_every=log_every, progress=progress)
+    runtime = Runtime(device, threads, log_every, progress, stop_at_step)
     return train_run(
         run_dir, shape, cfg, tokens_bin, tokenizer_dir, runtime, metrics_out, summary_out
     )

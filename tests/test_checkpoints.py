@@ -1,0 +1,49 @@
+"""Checkpoint integrity: a truncated weight file is caught by its sha256, and the error names it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from saturation.checkpoints import (
+    CorruptCheckpointError,
+    harvest,
+    read_manifest,
+    verify_checkpoint,
+    write_manifest,
+)
+
+
+@pytest.fixture
+def run_copy(tiny_run: Path, tmp_path: Path) -> Path:
+    shutil.copytree(tiny_run / "checkpoints", tmp_path / "checkpoints")
+    return tmp_path / "checkpoints"
+
+
+def test_manifest_round_trip(run_copy: Path, tmp_path: Path) -> None:
+    entries = harvest(run_copy, [0, 1, 2, 4, 8, 12])
+    assert [e.tokens for e in entries] == [0, 64, 128, 256, 512, 768]
+    write_manifest(tmp_path / "manifest.csv", entries)
+    assert read_manifest(tmp_path / "manifest.csv") == entries
+
+
+def test_truncated_safetensors_is_named(run_copy: Path) -> None:
+    weights = run_copy / "step4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(CorruptCheckpointError, match=str(weights)):
+        verify_checkpoint(run_copy / "step4")
+    with pytest.raises(CorruptCheckpointError, match="step4/model.safetensors"):
+        harvest(run_copy, [0, 1, 2, 4, 8, 12])
+
+
+def test_missing_checkpoint_is_an_error(run_copy: Path) -> None:
+    shutil.rmtree(run_copy / "step8")
+    with pytest.raises(CorruptCheckpointError, match=r"steps \[8\] are missing"):
+        harvest(run_copy, [0, 1, 2, 4, 8, 12])
+
+
+def test_unfinished_temporaries_are_ignored(run_copy: Path) -> None:
+    (run_copy / ".step16.abc.tmp").mkdir()
+    assert [e.step for e in harvest(run_copy, [0, 12])] == [0, 12]

@@ -1,0 +1,96 @@
+"""Bad configs fail fast with one line naming the key; good configs get the schema's defaults."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from saturation.config import ConfigError, validate_config
+from tests.conftest import ROOT, snakemake, write_config
+
+DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+BAD_CONFIGS = {
+    "unknown key": ({"train": {"learning_rate": 0.1}}, "train: unknown key 'learning_rate'"),
+    "wrong type": ({"train": {"steps": "many"}}, "train.steps: 'many' is not of type 'integer'"),
+    "negative learning rate": ({"train": {"lr": -0.001}}, "train.lr: -0.001 is less than or equal"),
+    "width not divisible by heads": (
+        {"widths": [{"width": 48, "heads": 5}]},
+        "widths[0]: width 48 is not divisible by heads 5",
+    ),
+    "unknown corpus source": (
+        {"corpus": {"sources": [{"gutenberg": "x"}]}},
+        "corpus.sources[0]: unknown source 'gutenberg'",
+    ),
+    "unknown builtin corpus": (
+        {"corpus": {"sources": [{"builtin": "quran"}]}},
+        "corpus.sources[0].builtin: unknown builtin corpus 'quran'",
+    ),
+    "checkpoint beyond the last step": (
+        {"train": {"steps": 100, "checkpoints": {"steps": [50, 150]}}},
+        "train.checkpoints.steps[1]: step 150 is beyond the last step train.steps = 100",
+    ),
+    "width listed twice": (
+        {"widths": [{"width": 32}, {"width": 32}]},
+        "widths[1].width: 32 is already listed at widths[0]",
+    ),
+}
+
+
+def merged(overrides: dict) -> dict:
+    """What Snakemake does with --configfile on top of config.yaml: dicts merge, lists replace."""
+
+    def merge(base: dict, extra: dict) -> dict:
+        out = copy.deepcopy(base)
+        for key, value in extra.items():
+            out[key] = (
+                merge(out[key], value)
+                if isinstance(value, dict) and isinstance(out.get(key), dict)
+                else value
+            )
+        return out
+
+    return merge(DEFAULT, overrides)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_is_one_clear_line(case: str) -> None:
+    overrides, expected = BAD_CONFIGS[case]
+    with pytest.raises(ConfigError) as caught:
+        validate_config(merged(overrides))
+    message = str(caught.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("case", ["unknown key", "checkpoint beyond the last step"])
+def test_snakemake_refuses_bad_config_before_any_job(case: str, tmp_path: Path) -> None:
+    overrides, expected = BAD_CONFIGS[case]
+    bad = write_config(tmp_path / "bad.yaml", overrides)
+    started = time.perf_counter()
+    done = snakemake(tmp_path, "--configfile", str(bad), check=False)
+    elapsed = time.perf_counter() - started
+    assert done.returncode != 0
+    assert elapsed < 5, f"config error took {elapsed:.1f} s"
+    errors = [line for line in done.stderr.splitlines() if line.startswith("config error: ")]
+    assert len(errors) == 1, done.stderr
+    assert expected in errors[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "results").exists(), "no job may start on a bad config"
+
+
+def test_defaults_are_filled_in() -> None:
+    config = validate_config({"widths": [{"width": 64}]})
+    assert config["train"]["checkpoints"] == {"log_until": 64, "every": 50, "steps": []}
+    assert config["corpus"]["sources"] == [{"builtin": "kjv"}, {"builtin": "shakespeare"}]
+    assert config["runtime"]["device"] == "auto"
+
+
+def test_shipped_configs_are_valid() -> None:
+    validate_config(merged({}))
+    for preset in sorted((ROOT / "configs").glob("*.yaml")):
+        validate_config(merged(yaml.safe_load(preset.read_text())))

@@ -1,0 +1,87 @@
+"""Content addressing: ids follow recipes exactly, so a change reruns exactly its subtree."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from saturation import plan as plan_module
+from saturation.config import validate_config
+from saturation.plan import make_plan, stage_id, write_plan_records
+from tests.test_config import merged
+
+
+@pytest.fixture
+def config() -> dict:
+    return validate_config(merged({"widths": [{"width": 32}, {"width": 64}, {"width": 128}]}))
+
+
+def ids(plan: plan_module.Plan) -> dict[tuple[str, str], str]:
+    return {(s.stage, s.name): s.id for s in plan.stages()}
+
+
+def test_ids_are_stable_and_distinct(config: dict) -> None:
+    first, second = ids(make_plan(config)), ids(make_plan(copy.deepcopy(config)))
+    assert first == second
+    assert len(set(first.values())) == len(first)
+    assert all(len(i) == plan_module.ID_LENGTH for i in first.values())
+
+
+def test_one_learning_rate_change_moves_only_that_run(config: dict) -> None:
+    before = ids(make_plan(config))
+    changed = copy.deepcopy(config)
+    changed["widths"][1]["lr"] = 5e-4
+    after = ids(make_plan(changed))
+    moved = {key for key in before if before[key] != after[key]}
+    expected = {("pretrain", "w64-s0"), ("harvest", "w64-s0"), ("analyze", "w64-s0")}
+    assert moved == expected | {("tables", "tables"), ("figures", "figures")}
+    assert ids(make_plan(config)) == before  # reverting finds the old ids again
+
+
+def test_runtime_knobs_do_not_change_ids(config: dict) -> None:
+    changed = copy.deepcopy(config)
+    changed["runtime"] |= {"device": "cpu", "train_threads": 2, "log_every": 3, "progress": False}
+    assert ids(make_plan(changed)) == ids(make_plan(config))
+
+
+def test_upstream_change_propagates(config: dict) -> None:
+    changed = copy.deepcopy(config)
+    changed["tokenizer"]["vocab_size"] = 1024
+    before, after = ids(make_plan(config)), ids(make_plan(changed))
+    assert before[("corpus", "corpus")] == after[("corpus", "corpus")]
+    unchanged = {k for k in before if before[k] == after[k]}
+    assert unchanged == {("corpus", "corpus")}
+
+
+def test_format_version_is_part_of_the_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = {"a": 1}
+    old = stage_id("harvest", recipe)
+    monkeypatch.setitem(plan_module.FORMAT_VERSIONS, "harvest", 99)
+    assert stage_id("harvest", recipe) != old
+
+
+def test_runs_are_width_times_seed(config: dict) -> None:
+    config["train"]["seeds"] = [0, 1]
+    plan = make_plan(config)
+    assert sorted(plan.runs) == sorted(f"w{w}-s{s}" for w in (32, 64, 128) for s in (0, 1))
+    assert plan.runs["w64-s1"].pretrain.recipe["train"]["seed"] == 1
+    assert plan.runs["w64-s1"].pretrain.recipe["model"]["heads"] == 2  # head_dim 32 rule
+
+
+def test_records_written_once_and_index_keeps_history(config: dict, tmp_path: Path) -> None:
+    config["results"] = str(tmp_path / "results")
+    plan = make_plan(config)
+    write_plan_records(plan)
+    recipe = Path(plan.corpus.dir) / "recipe.json"
+    assert yaml.safe_load(recipe.read_text())["id"] == plan.corpus.id
+    mtime = recipe.stat().st_mtime_ns
+    changed = copy.deepcopy(config)
+    changed["widths"][0]["lr"] = 2e-3
+    write_plan_records(make_plan(changed))
+    assert recipe.stat().st_mtime_ns == mtime  # never rewritten
+    index = (tmp_path / "results" / "index.csv").read_text()
+    pretrain_rows = [line for line in index.splitlines() if line.startswith("pretrain,")]
+    assert len(pretrain_rows) == 4  # three runs + the old recipe of w32

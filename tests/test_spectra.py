@@ -1,0 +1,43 @@
+"""Spectral metrics against an independent float64 computation on random inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from saturation.spectra import effective_rank, singular_entropy, singular_values
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_against_the_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    head = rng.normal(size=(200, 24)) @ np.diag(rng.uniform(0.01, 3, 24))
+    sigma = singular_values(head.astype(np.float32))
+    # independent: eigenvalues of WᵀW, then the formulas of SCIENCE.md §2 written out
+    reference = np.sqrt(np.clip(np.sort(np.linalg.eigvalsh(head.T @ head))[::-1], 0, None))
+    np.testing.assert_allclose(sigma, reference, rtol=1e-5)
+    p = reference / reference.sum()
+    kl = sum(pi * np.log(len(p) * pi) for pi in p)
+    entropy = -sum(pi * np.log(pi) for pi in p)
+    assert singular_entropy(sigma) == pytest.approx(kl, rel=1e-6)
+    assert effective_rank(sigma) == pytest.approx(np.exp(entropy), rel=1e-6)
+    assert effective_rank(sigma) == pytest.approx(len(p) * np.exp(-kl), rel=1e-6)
+
+
+def test_extremes() -> None:
+    d = 16
+    assert singular_entropy(np.ones(d)) == pytest.approx(0.0, abs=1e-12)
+    assert effective_rank(np.ones(d)) == pytest.approx(d)
+    spike = np.zeros(d)
+    spike[0] = 5.0
+    assert singular_entropy(spike) == pytest.approx(np.log(d))
+    assert effective_rank(spike) == pytest.approx(1.0)
+
+
+def test_scale_invariant_and_rejects_garbage() -> None:
+    sigma = np.array([3.0, 2.0, 1.0])
+    assert singular_entropy(sigma * 7) == pytest.approx(singular_entropy(sigma))
+    with pytest.raises(ValueError):
+        singular_entropy(np.zeros(3))
+    with pytest.raises(ValueError):
+        effective_rank(np.array([1.0, -1.0]))
