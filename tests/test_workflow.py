@@ -1,0 +1,167 @@
+"""End to end: the whole DAG on configs/micro.yaml through the real `snakemake`, and the promises of
+content addressing (no-op reruns, exact partial reruns, kill-and-resume) checked on disk."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import MICRO, SNAKEFILE, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def jobs_run(done: subprocess.CompletedProcess[str]) -> Counter[str]:
+    """Rules of the jobs a snakemake run executed, from its own job log."""
+    pattern = r"^(?:local)?(?:rule|checkpoint) (\w+):$"
+    return Counter(re.findall(pattern, done.stderr + done.stdout, re.M))
+
+
+def snapshot(results: Path) -> dict[Path, int]:
+    """Every result file and its mtime (logs and the index are bookkeeping, not results)."""
+    return {
+        p: p.stat().st_mtime_ns
+        for p in results.rglob("*")
+        if p.is_file() and "logs" not in p.parts and p.name != "index.csv"
+    }
+
+
+def stage_ids(results: Path, stage: str) -> set[str]:
+    return {p.name for p in (results / stage).iterdir()} if (results / stage).exists() else set()
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    workdir = tmp_path_factory.mktemp("micro")
+    return workdir, snakemake(workdir, "--configfile", str(MICRO))
+
+
+def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
+    workdir, done = micro
+    results = workdir / "results"
+    config = yaml.safe_load(MICRO.read_text())
+    n_runs, n_steps = len(config["widths"]), 6  # schedule 0,1,2,4,20,40
+    ran = jobs_run(done)
+    assert ran["pretrain"] == n_runs and ran["harvest"] == n_runs
+    assert ran["analyze_checkpoint"] == n_runs * n_steps
+    assert ran["plot_figure"] == 2
+    (tables,) = (results / "tables").iterdir()
+    table = pd.read_parquet(tables / "metrics.parquet")
+    assert list(table.columns) == ["run", "width", "seed", "step", "tokens", "metric", "value"]
+    assert set(table.metric) >= {"val_loss", "singular_entropy", "effective_rank"}
+    loss = table[table.metric == "val_loss"]
+    assert len(loss) == n_runs * n_steps and loss.value.notna().all()
+    for _, run in loss.groupby("run"):  # training on real text lowers the held-out loss
+        assert run.sort_values("step").value.iloc[-1] < run.sort_values("step").value.iloc[0]
+    (figures,) = (results / "figures").iterdir()
+    for name in ("loss_curve", "singular_entropy"):
+        assert (figures / f"{name}.png").stat().st_size > 10_000
+        assert (figures / f"{name}.pdf").stat().st_size > 5_000
+    index = pd.read_csv(results / "index.csv")
+    assert set(index.stage) == {
+        "corpus", "tokenizer", "tokens", "pretrain", "harvest", "analyze", "tables", "figures"
+    }  # fmt: skip
+    for row in index.itertuples():
+        assert yaml.safe_load((workdir / row.path / "recipe.json").read_text())["id"] == row.id
+
+
+def test_second_run_does_nothing(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
+    workdir, _ = micro
+    done = snakemake(workdir, "--configfile", str(MICRO))
+    assert "Nothing to be done" in done.stdout + done.stderr
+    assert not jobs_run(done)
+
+
+def test_one_learning_rate_change_reruns_one_subtree(
+    micro: tuple[Path, subprocess.CompletedProcess], tmp_path: Path
+) -> None:
+    workdir, _ = micro
+    results = workdir / "results"
+    before = snapshot(results)
+    old_ids = {stage: stage_ids(results, stage) for stage in ("pretrain", "harvest", "analyze")}
+    widths = yaml.safe_load(MICRO.read_text())["widths"]
+    widths[1] = widths[1] | {"lr": 5e-4}
+    changed = write_config(tmp_path / "lr.yaml", {"widths": widths})
+
+    done = snakemake(workdir, "--configfile", str(MICRO), str(changed))
+    ran = jobs_run(done)
+    assert ran["pretrain"] == 1 and ran["harvest"] == 1
+    assert ran["analyze_checkpoint"] == 6
+    assert {"build_corpus", "train_tokenizer", "tokenize"}.isdisjoint(ran)
+    for stage, ids in old_ids.items():
+        assert len(stage_ids(results, stage) - ids) == 1, f"{stage}: exactly one new id"
+    after = snapshot(results)
+    touched = [p for p, mtime in before.items() if after.get(p) != mtime]
+    assert not touched, f"finished results were rewritten: {touched[:5]}"
+
+    reverted = snakemake(workdir, "--configfile", str(MICRO))
+    assert "Nothing to be done" in reverted.stdout + reverted.stderr
+
+
+def kill_test_config(tmp_path: Path) -> Path:
+    return write_config(
+        tmp_path / "kill.yaml",
+        {
+            "widths": [{"width": 16, "layers": 1, "heads": 2}],
+            "train": {"steps": 1500, "checkpoints": {"log_until": 4, "every": 100}},
+            "runtime": {"log_every": 50},
+        },
+    )
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path: Path) -> None:
+    extra = kill_test_config(tmp_path)
+    args = ("--configfile", str(MICRO), str(extra), "--until", "pretrain")
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    reference.mkdir()
+    killed.mkdir()
+    snakemake(reference, *args)
+
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+               "--directory", str(killed), "--cores", "2", *args]  # fmt: skip
+    job = subprocess.Popen(
+        command, cwd=killed, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list(killed.glob("results/pretrain/*/checkpoints/step100/checkpoint.json")):
+        assert job.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.01)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    (run_dir,) = killed.glob("results/pretrain/*")
+    assert not (run_dir / "checkpoints" / "step1500").exists(), "killed too late to test"
+    kept = snapshot(run_dir / "checkpoints")
+
+    snakemake(killed, "--unlock", *args)
+    snakemake(killed, "--rerun-incomplete", *args)
+    log = next(killed.glob("results/logs/pretrain/*.log")).read_text()
+    assert re.search(r"resuming from .*step(\d+)", log)
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items()), "a checkpoint was rewritten"
+    (reference_run,) = reference.glob("results/pretrain/*")
+    assert reference_run.name == run_dir.name  # same recipe, same id
+    for step in (100, 1000, 1500):
+        ours = run_dir / f"checkpoints/step{step}/model.safetensors"
+        theirs = reference_run / f"checkpoints/step{step}/model.safetensors"
+        assert ours.read_bytes() == theirs.read_bytes(), f"step {step} differs after resume"
+
+    # a checkpoint truncated after the fact is caught by harvest, which names the file
+    victim = run_dir / "checkpoints" / "step2" / "model.safetensors"
+    victim.write_bytes(victim.read_bytes()[:-64])
+    harvest_args = ("--configfile", str(MICRO), str(extra), "--until", "harvest")
+    failed = snakemake(killed, *harvest_args, check=False)
+    assert failed.returncode != 0
+    harvest_log = next(killed.glob("results/logs/harvest/*.log")).read_text()
+    assert str(victim.relative_to(killed)) in harvest_log
+    assert "sha256" in harvest_log
+    assert not list(killed.glob("results/harvest/*/manifest.csv"))
