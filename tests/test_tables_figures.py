@@ -13,8 +13,9 @@ from saturation.figures import loss_curve, singular_entropy
 from saturation.tables import (
     TIDY_COLUMNS,
     RunMeasurements,
-    build_tidy_table,
+    combine_run_tables,
     read_tidy_table,
+    run_table,
     write_tidy_table,
 )
 
@@ -34,13 +35,18 @@ def fake_run(root: Path, width: int, losses: list[float]) -> RunMeasurements:
 
 @pytest.fixture
 def table(tmp_path: Path) -> pd.DataFrame:
-    runs = [fake_run(tmp_path, 32, [6.0, 5.0, 4.5, 4.6, 4.7]), fake_run(tmp_path, 64, [6.0, 4.0])]
-    return build_tidy_table(runs)
+    runs = [fake_run(tmp_path, 64, [6.0, 4.0]), fake_run(tmp_path, 32, [6.0, 5.0, 4.5, 4.6, 4.7])]
+    paths = []
+    for run in runs:
+        paths.append(tmp_path / f"{run.run}.csv")
+        run_table(run).to_csv(paths[-1], index=False)
+    return combine_run_tables(paths)
 
 
 def test_tidy_shape(table: pd.DataFrame, tmp_path: Path) -> None:
     assert list(table.columns) == TIDY_COLUMNS
     assert len(table) == (5 + 2) * 2
+    assert table.width.is_monotonic_increasing
     row = table[(table.run == "w32-s0") & (table.step == 4) & (table.metric == "val_loss")]
     assert row.value.item() == 4.6 and row.tokens.item() == 400
     write_tidy_table(table, tmp_path / "t.csv", tmp_path / "t.parquet")

@@ -54,6 +54,7 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
     ran = jobs_run(done)
     assert ran["pretrain"] == n_runs and ran["harvest"] == n_runs
     assert ran["analyze_checkpoint"] == n_runs * n_steps
+    assert ran["collect_run"] == n_runs and ran["tidy_table"] == 1
     assert ran["plot_figure"] == 2
     (tables,) = (results / "tables").iterdir()
     table = pd.read_parquet(tables / "metrics.parquet")
@@ -96,7 +97,7 @@ def test_one_learning_rate_change_reruns_one_subtree(
     done = snakemake(workdir, "--configfile", str(MICRO), str(changed))
     ran = jobs_run(done)
     assert ran["pretrain"] == 1 and ran["harvest"] == 1
-    assert ran["analyze_checkpoint"] == 6
+    assert ran["analyze_checkpoint"] == 6 and ran["collect_run"] == 1
     assert {"build_corpus", "train_tokenizer", "tokenize"}.isdisjoint(ran)
     for stage, ids in old_ids.items():
         assert len(stage_ids(results, stage) - ids) == 1, f"{stage}: exactly one new id"

@@ -45,10 +45,17 @@ def tidy_rows(run: RunMeasurements) -> list[dict]:
     return rows
 
 
-def build_tidy_table(runs: Sequence[RunMeasurements]) -> pd.DataFrame:
-    rows = [row for run in runs for row in tidy_rows(run)]
-    table = pd.DataFrame(rows, columns=TIDY_COLUMNS)
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["width", "seed", "step", "metric"], ignore_index=True)
+
+
+def run_table(run: RunMeasurements) -> pd.DataFrame:
+    return _sorted(pd.DataFrame(tidy_rows(run), columns=TIDY_COLUMNS))
+
+
+def combine_run_tables(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """The workflow's table: every run's table stacked (each run is measured on its own)."""
+    return _sorted(pd.concat([read_tidy_table(p) for p in paths], ignore_index=True))
 
 
 def write_tidy_table(table: pd.DataFrame, csv_path: str | Path, parquet_path: str | Path) -> None:

@@ -23,9 +23,25 @@ rule analyze_checkpoint:
         "../scripts/analyze_checkpoint.py"
 
 
+rule collect_run:
+    input:
+        manifest=lambda wildcards: manifest_of(run_of("analyze", wildcards)),
+        metrics=run_measurements,
+    output:
+        table=f"{RESULTS}/analyze/{{analyze_id}}/metrics.csv",
+    log:
+        f"{LOGS}/collect_run/{{analyze_id}}.log",
+    conda:
+        ENV
+    params:
+        run=collect_run_params,
+    script:
+        "../scripts/collect_run.py"
+
+
 rule tidy_table:
     input:
-        unpack(tidy_table_inputs),
+        runs=[run.analyze.path("metrics.csv") for run in PLAN.runs.values()],
     output:
         csv=PLAN.tables.path("metrics.csv"),
         parquet=PLAN.tables.path("metrics.parquet"),
@@ -33,7 +49,5 @@ rule tidy_table:
         f"{LOGS}/tidy_table/{PLAN.tables.id}.log",
     conda:
         ENV
-    params:
-        runs=tidy_table_runs,
     script:
         "../scripts/tidy_table.py"

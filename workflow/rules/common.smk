@@ -57,7 +57,8 @@ def final_outputs():
     """Listing every split's tokens and every manifest up front lets all runs train in parallel
     (a checkpoint's input function would otherwise reveal them one at a time)."""
     tokens = [PLAN.tokens.path(f"{split}.bin") for split in ("train", "val", "test")]
-    manifests = [run.harvest.path("manifest.csv") for run in PLAN.runs.values()]
+    widest_first = sorted(PLAN.runs.values(), key=lambda run: -run.width)
+    manifests = [run.harvest.path("manifest.csv") for run in widest_first]
     figures = [
         PLAN.figures.path(f"{f}.{ext}") for f in FIGURES for ext in ("png", "pdf")
     ]
@@ -71,23 +72,18 @@ def checkpoint_weights(wildcards):
     return f"{entry.path}/model.safetensors"
 
 
-def tidy_table_inputs(wildcards):
-    inputs = {}
-    for run in PLAN.runs.values():
-        inputs[f"manifest_{run.name}"] = manifest_of(run)
-        for step, path in analysis_outputs(run).items():
-            inputs[f"metrics_{run.name}_{step}"] = path
-    return inputs
+def run_measurements(wildcards):
+    """One run's per-checkpoint records: waits for that run's harvest only, so a finished run
+    is analysed while wider runs still train."""
+    return analysis_outputs(run_of("analyze", wildcards))
 
 
-def tidy_table_runs(wildcards):
-    return [
-        {
-            "run": run.name,
-            "width": run.width,
-            "seed": run.seed,
-            "manifest": manifest_of(run),
-            "metrics": analysis_outputs(run),
-        }
-        for run in PLAN.runs.values()
-    ]
+def collect_run_params(wildcards):
+    run = run_of("analyze", wildcards)
+    return {
+        "run": run.name,
+        "width": run.width,
+        "seed": run.seed,
+        "manifest": manifest_of(run),
+        "metrics": analysis_outputs(run),
+    }

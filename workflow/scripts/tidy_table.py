@@ -1,8 +1,8 @@
-"""Gather every checkpoint's measurements into the tidy table (CSV + Parquet)."""
+"""Stack the runs' tidy tables into the workflow's table (CSV + Parquet)."""
 
 from saturation.logs import log_to_file
-from saturation.tables import RunMeasurements, build_tidy_table, write_tidy_table
+from saturation.tables import combine_run_tables, write_tidy_table
 
 log_to_file(snakemake.log[0])
-runs = [RunMeasurements(**run) for run in snakemake.params.runs]
-write_tidy_table(build_tidy_table(runs), snakemake.output.csv, snakemake.output.parquet)
+table = combine_run_tables(snakemake.input.runs)
+write_tidy_table(table, snakemake.output.csv, snakemake.output.parquet)

@@ -37,3 +37,17 @@ def save(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=kind, dpi=200, bbox_inches="tight")
     plt.close(fig)
+
+
+def lines_by_width(frame: pd.DataFrame, ax: plt.Axes) -> dict[int, tuple]:
+    """One line per width against the training step (symlog: Pythia-like schedules start at 0)."""
+    palette = width_palette(frame["width"].unique().tolist())
+    sns.lineplot(
+        data=frame, x="step", y="value", hue="width", palette=palette, marker="o",
+        markersize=3, errorbar=None, ax=ax,
+    )  # fmt: skip
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0, right=frame["step"].max() * 1.05)
+    ax.set_xlabel("training step")
+    ax.legend(title="width")
+    return palette
