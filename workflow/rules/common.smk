@@ -75,7 +75,7 @@ def checkpoint_weights(wildcards):
 def run_measurements(wildcards):
     """One run's per-checkpoint records: waits for that run's harvest only, so a finished run
     is analysed while wider runs still train."""
-    return analysis_outputs(run_of("analyze", wildcards))
+    return list(analysis_outputs(run_of("analyze", wildcards)).values())
 
 
 def collect_run_params(wildcards):
