@@ -67,7 +67,7 @@ def test_bad_config_is_one_clear_line(case: str) -> None:
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("case", ["unknown key", "checkpoint beyond the last step"])
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 def test_snakemake_refuses_bad_config_before_any_job(case: str, tmp_path: Path) -> None:
     overrides, expected = BAD_CONFIGS[case]
     bad = write_config(tmp_path / "bad.yaml", overrides)
@@ -94,3 +94,20 @@ def test_shipped_configs_are_valid() -> None:
     validate_config(merged({}))
     for preset in sorted((ROOT / "configs").glob("*.yaml")):
         validate_config(merged(yaml.safe_load(preset.read_text())))
+
+
+def test_missing_text_files_are_a_config_error(tmp_path: Path) -> None:
+    bad = write_config(tmp_path / "bad.yaml", {"corpus": {"sources": [{"text": "nowhere/*.txt"}]}})
+    done = snakemake(tmp_path, "-n", "--configfile", str(bad), check=False)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("config error: ")]
+    assert len(errors) == 1 and "nowhere/*.txt" in errors[0], done.stderr
+
+
+def test_local_text_files_are_tracked_inputs(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    for i in range(3):
+        (tmp_path / "docs" / f"{i}.txt").write_text(f"document {i} " * 50)
+    extra = write_config(tmp_path / "text.yaml", {"corpus": {"sources": [{"text": "docs/*.txt"}]}})
+    done = snakemake(tmp_path, "-n", "--configfile", str(extra))
+    assert "input: docs/0.txt, docs/1.txt, docs/2.txt" in done.stdout + done.stderr

@@ -3,14 +3,13 @@ import sys
 from pathlib import Path
 
 from saturation.config import ConfigError, validate_config
+from saturation.corpus import CorpusError
 from saturation.plan import make_plan, write_plan_records
 
 try:
-    validate_config(
-        config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
-    )
+    validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     PLAN = make_plan(config)
-except ConfigError as err:
+except (ConfigError, CorpusError, FileNotFoundError) as err:  # missing paths are config errors
     print(f"config error: {err}", file=sys.stderr)
     sys.exit(1)
 
@@ -30,6 +29,11 @@ wildcard_constraints:
 
 onstart:
     write_plan_records(PLAN)
+
+
+def corpus_local_files():
+    """Local files behind text:/hf: sources, so Snakemake tracks them like any input."""
+    return [path for source in PLAN.corpus.recipe["sources"] for path, _ in source.get("files", [])]
 
 
 def run_of(stage, wildcards):
@@ -59,9 +63,7 @@ def final_outputs():
     tokens = [PLAN.tokens.path(f"{split}.bin") for split in ("train", "val", "test")]
     widest_first = sorted(PLAN.runs.values(), key=lambda run: -run.width)
     manifests = [run.harvest.path("manifest.csv") for run in widest_first]
-    figures = [
-        PLAN.figures.path(f"{f}.{ext}") for f in FIGURES for ext in ("png", "pdf")
-    ]
+    figures = [PLAN.figures.path(f"{f}.{ext}") for f in FIGURES for ext in ("png", "pdf")]
     tables = [PLAN.tables.path("metrics.csv"), PLAN.tables.path("metrics.parquet")]
     return [*tokens, *manifests, *tables, *figures]
 

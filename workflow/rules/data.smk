@@ -2,6 +2,8 @@
 
 
 rule build_corpus:
+    input:
+        local=corpus_local_files(),
     output:
         train=PLAN.corpus.path("train.jsonl"),
         val=PLAN.corpus.path("val.jsonl"),

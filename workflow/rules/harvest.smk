@@ -4,9 +4,7 @@
 
 checkpoint harvest:
     input:
-        summary=lambda wildcards: run_of("harvest", wildcards).pretrain.path(
-            "train.json"
-        ),
+        summary=lambda wildcards: run_of("harvest", wildcards).pretrain.path("train.json"),
     output:
         manifest=f"{RESULTS}/harvest/{{harvest_id}}/manifest.csv",
     log:
@@ -14,9 +12,7 @@ checkpoint harvest:
     conda:
         ENV
     params:
-        checkpoints_dir=lambda wildcards: run_of("harvest", wildcards).pretrain.path(
-            "checkpoints"
-        ),
+        checkpoints_dir=lambda wildcards: run_of("harvest", wildcards).pretrain.path("checkpoints"),
         steps=lambda wildcards: run_of("harvest", wildcards).checkpoint_steps,
     script:
         "../scripts/harvest.py"
