@@ -22,6 +22,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 run: install
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores 1 $(SNAKEMAKE_ARGS) --report results/report.html
 
 lint: install
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from saturation.figures import FIGURES
 from tests.conftest import MICRO, SNAKEFILE, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,8 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
     assert ran["pretrain"] == n_runs and ran["harvest"] == n_runs
     assert ran["analyze_checkpoint"] == n_runs * n_steps
     assert ran["collect_run"] == n_runs and ran["tidy_table"] == 1
-    assert ran["plot_figure"] == 2
+    assert ran["saturation_summary"] == 1
+    assert ran["plot_figure"] == len(FIGURES)
     (tables,) = (results / "tables").iterdir()
     table = pd.read_parquet(tables / "metrics.parquet")
     assert list(table.columns) == ["run", "width", "seed", "step", "tokens", "metric", "value"]
@@ -64,8 +66,15 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
     assert len(loss) == n_runs * n_steps and loss.value.notna().all()
     for _, run in loss.groupby("run"):  # training on real text lowers the held-out loss
         assert run.sort_values("step").value.iloc[-1] < run.sort_values("step").value.iloc[0]
+    assert set(table.metric) >= {"anisotropy_last", "anisotropy_d00", "anisotropy_d02"}
+    spectra = pd.read_parquet(tables / "spectra.parquet")
+    assert len(spectra) == 16 * n_steps + 32 * n_steps  # every singular value of both heads
+    summary = pd.read_csv(tables / "summary.csv")
+    assert list(summary.width) == [16, 32]
+    assert (summary.final_loss >= summary.best_loss).all()
+    assert "| run | width |" in (tables / "summary.md").read_text()
     (figures,) = (results / "figures").iterdir()
-    for name in ("loss_curve", "singular_entropy"):
+    for name in FIGURES:
         assert (figures / f"{name}.png").stat().st_size > 10_000
         assert (figures / f"{name}.pdf").stat().st_size > 5_000
     index = pd.read_csv(results / "index.csv")
@@ -83,6 +92,25 @@ def test_second_run_does_nothing(micro: tuple[Path, subprocess.CompletedProcess]
     assert not jobs_run(done)
 
 
+def test_figures_redraw_without_recomputing(
+    micro: tuple[Path, subprocess.CompletedProcess],
+) -> None:
+    workdir, _ = micro
+    results = workdir / "results"
+    measured = {p: t for p, t in snapshot(results).items() if "figures" not in p.parts}
+    done = snakemake(workdir, "--configfile", str(MICRO), "--forcerun", "plot_figure")
+    assert jobs_run(done) == Counter({"plot_figure": len(FIGURES), "all": 1})
+    assert {p: t for p, t in snapshot(results).items() if "figures" not in p.parts} == measured
+
+
+def test_report_is_self_contained(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
+    workdir, _ = micro
+    snakemake(workdir, "--configfile", str(MICRO), "--report", "results/report.html")
+    html = (workdir / "results" / "report.html").read_text()
+    assert "Held-out loss along training" in html and "Saturation summary per run" in html
+    assert "Anisotropy by depth" in html and "LM-head spectrum along training" in html
+
+
 def test_one_learning_rate_change_reruns_one_subtree(
     micro: tuple[Path, subprocess.CompletedProcess], tmp_path: Path
 ) -> None:
@@ -98,6 +126,7 @@ def test_one_learning_rate_change_reruns_one_subtree(
     ran = jobs_run(done)
     assert ran["pretrain"] == 1 and ran["harvest"] == 1
     assert ran["analyze_checkpoint"] == 6 and ran["collect_run"] == 1
+    assert ran["plot_figure"] == len(FIGURES)
     assert {"build_corpus", "train_tokenizer", "tokenize"}.isdisjoint(ran)
     for stage, ids in old_ids.items():
         assert len(stage_ids(results, stage) - ids) == 1, f"{stage}: exactly one new id"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from saturation import spectra
+from saturation.anisotropy import AnisotropyMeter
 from saturation.io import atomic_path, write_json_atomic
 from saturation.tokens import open_tokens, read_header
 
@@ -26,22 +28,57 @@ def heldout_windows(tokens: np.ndarray, seq_len: int, n_tokens: int) -> np.ndarr
     return np.stack([np.asarray(tokens[s : s + seq_len + 1], dtype=np.int64) for s in starts])
 
 
-def heldout_loss(model: Any, windows: np.ndarray, batch_size: int) -> tuple[float, int]:
-    """Mean next-token cross-entropy (nats) over every position of every window, in fp32."""
+@dataclass(frozen=True)
+class HeldoutPass:
+    loss: float  # mean next-token cross-entropy, nats
+    scored_tokens: int
+    anisotropy: dict[int, float]  # depth 0 = embeddings … L + 1 = final normalised state
+
+
+def _layer_taps(model: Any) -> list[Any]:
+    """The modules whose outputs are the hidden states at depth 0 … L + 1."""
+    body = model.gpt_neox
+    return [body.embed_in, *body.layers, body.final_layer_norm]
+
+
+def heldout_pass(model: Any, windows: np.ndarray, batch_size: int) -> HeldoutPass:
+    """One pass over the held-out sample: fp32 loss at every position, anisotropy at every depth.
+
+    Forward hooks read each depth's hidden states as the model computes them, so the loss and the
+    anisotropy come from the same forward pass.
+    """
     import torch
     import torch.nn.functional as F
 
+    meter = AnisotropyMeter()
+
+    def tap(depth: int) -> Any:
+        def hook(_module: Any, _inputs: Any, output: Any) -> None:
+            states = output[0] if isinstance(output, tuple) else output
+            meter.add(depth, states.float().cpu().numpy())  # (B, T, d)
+
+        return hook
+
+    handles = [m.register_forward_hook(tap(d)) for d, m in enumerate(_layer_taps(model))]
     total, count = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(windows), batch_size):
-            batch = torch.from_numpy(windows[start : start + batch_size])
-            logits = model(input_ids=batch[:, :-1]).logits.float()  # (B, T, V)
-            targets = batch[:, 1:]
-            total += F.cross_entropy(
-                logits.flatten(0, 1), targets.flatten(), reduction="sum"
-            ).item()
-            count += targets.numel()
-    return total / count, count
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(windows), batch_size):
+                batch = torch.from_numpy(windows[start : start + batch_size])
+                logits = model(input_ids=batch[:, :-1]).logits.float()  # (B, T, V)
+                targets = batch[:, 1:]
+                loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+                total += loss.item()
+                count += targets.numel()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return HeldoutPass(total / count, count, meter.values())
+
+
+def anisotropy_metric(depth: int) -> str:
+    """Tidy-table name of the anisotropy at a depth (0 = embeddings, L + 1 = final norm)."""
+    return f"anisotropy_d{depth:02d}"
 
 
 def load_checkpoint(checkpoint_dir: str | Path) -> Any:
@@ -61,24 +98,29 @@ def analyze_checkpoint(
     metrics_out: str | Path,
     sigma_out: str | Path,
 ) -> dict[str, Any]:
-    """Held-out loss, singular values (saved raw), singular entropy and effective rank."""
+    """Held-out loss, anisotropy per depth, singular values (saved raw), singular entropy and
+    effective rank of one checkpoint."""
     header = read_header(Path(val_bin).with_suffix(".json"))
     windows = heldout_windows(open_tokens(Path(val_bin)), seq_len, val_tokens)
-    loss, n_scored = heldout_loss(load_checkpoint(checkpoint_dir), windows, batch_size)
+    measured = heldout_pass(load_checkpoint(checkpoint_dir), windows, batch_size)
+    last_depth = max(measured.anisotropy)
     head = spectra.load_head(checkpoint_dir, n_rows=header.vocab_size)
     sigma = spectra.singular_values(head)
     with atomic_path(sigma_out) as tmp, open(tmp, "wb") as handle:
         np.save(handle, sigma)
     record = {
         "metrics": {
-            "val_loss": loss,
-            "val_ppl": math.exp(loss),
+            "val_loss": measured.loss,
+            "val_ppl": math.exp(measured.loss),
+            "anisotropy_last": measured.anisotropy[last_depth],
+            **{anisotropy_metric(d): a for d, a in measured.anisotropy.items()},
             "singular_entropy": spectra.singular_entropy(sigma),
             "effective_rank": spectra.effective_rank(sigma),
             "sigma_max": float(sigma[0]),
         },
         "info": {
-            "scored_tokens": n_scored,
+            "scored_tokens": measured.scored_tokens,
+            "depths": last_depth + 1,
             "head_rows": int(head.shape[0]),
             "head_dim": int(head.shape[1]),
         },

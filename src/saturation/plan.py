@@ -23,9 +23,9 @@ FORMAT_VERSIONS = {
     "tokens": 1,
     "pretrain": 1,
     "harvest": 1,
-    "analyze": 1,
-    "tables": 1,
-    "figures": 1,
+    "analyze": 2,  # 2: anisotropy per depth
+    "tables": 2,  # 2: spectra table beside metrics
+    "figures": 2,  # 2: anisotropy and spectrum figures
 }
 ID_LENGTH = 12
 
@@ -204,7 +204,8 @@ def make_plan(config: dict[str, Any]) -> Plan:
             "runs": {
                 n: {"width": r.width, "seed": r.seed, "analyze": r.analyze.id}
                 for n, r in runs.items()
-            }
+            },
+            "summary": dict(config["summary"]),
         },
         name="tables",
         results=results,

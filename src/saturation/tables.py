@@ -1,4 +1,8 @@
-"""The tidy table: one row per run × checkpoint × metric, the only thing figures read."""
+"""The tidy tables, the only thing figures and summaries read.
+
+`metrics`: one row per run × checkpoint × metric. `spectra`: one row per run × checkpoint ×
+singular value of the LM head (rank 1 = largest), so spectrum figures need no model files.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from saturation.checkpoints import read_manifest
 from saturation.io import atomic_path
 
-TIDY_COLUMNS = ["run", "width", "seed", "step", "tokens", "metric", "value"]
+RUN_COLUMNS = ["run", "width", "seed", "step", "tokens"]
+TIDY_COLUMNS = [*RUN_COLUMNS, "metric", "value"]
+SPECTRUM_COLUMNS = [*RUN_COLUMNS, "rank", "sigma"]
+SIGMA_FILE = "singular_values.npy"  # written beside each checkpoint's metrics.json
 
 
 @dataclass(frozen=True)
@@ -25,42 +33,49 @@ class RunMeasurements:
     manifest: str
     metrics: Mapping[int, str]
 
-
-def tidy_rows(run: RunMeasurements) -> list[dict]:
-    rows = []
-    for entry in read_manifest(run.manifest):
-        values = json.loads(Path(run.metrics[entry.step]).read_text())["metrics"]
-        for metric, value in sorted(values.items()):
-            rows.append(
-                {
-                    "run": run.run,
-                    "width": run.width,
-                    "seed": run.seed,
-                    "step": entry.step,
-                    "tokens": entry.tokens,
-                    "metric": metric,
-                    "value": float(value),
-                }
-            )
-    return rows
+    def checkpoints(self) -> list[tuple[dict, Path]]:
+        """(the run/step columns, the step's metrics.json) for every harvested checkpoint."""
+        run = {"run": self.run, "width": self.width, "seed": self.seed}
+        return [
+            (run | {"step": entry.step, "tokens": entry.tokens}, Path(self.metrics[entry.step]))
+            for entry in read_manifest(self.manifest)
+        ]
 
 
-def _sorted(table: pd.DataFrame) -> pd.DataFrame:
-    return table.sort_values(["width", "seed", "step", "metric"], ignore_index=True)
+def _sorted(table: pd.DataFrame, last: str) -> pd.DataFrame:
+    return table.sort_values(["width", "seed", "step", last], ignore_index=True)
 
 
-def run_table(run: RunMeasurements) -> pd.DataFrame:
-    return _sorted(pd.DataFrame(tidy_rows(run), columns=TIDY_COLUMNS))
+def run_metrics(run: RunMeasurements) -> pd.DataFrame:
+    rows = [
+        key | {"metric": metric, "value": float(value)}
+        for key, path in run.checkpoints()
+        for metric, value in json.loads(path.read_text())["metrics"].items()
+    ]
+    return _sorted(pd.DataFrame(rows, columns=TIDY_COLUMNS), "metric")
+
+
+def run_spectra(run: RunMeasurements) -> pd.DataFrame:
+    frames = []
+    for key, path in run.checkpoints():
+        sigma = np.load(path.with_name(SIGMA_FILE))
+        frames.append(pd.DataFrame(key | {"rank": np.arange(1, len(sigma) + 1), "sigma": sigma}))
+    return _sorted(pd.concat(frames, ignore_index=True)[SPECTRUM_COLUMNS], "rank")
 
 
 def combine_run_tables(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """The workflow's table: every run's table stacked (each run is measured on its own)."""
-    return _sorted(pd.concat([read_tidy_table(p) for p in paths], ignore_index=True))
+    """A workflow table: every run's table stacked (each run is measured on its own)."""
+    table = pd.concat([read_tidy_table(p) for p in paths], ignore_index=True)
+    return _sorted(table, "metric" if "metric" in table else "rank")
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
 
 
 def write_tidy_table(table: pd.DataFrame, csv_path: str | Path, parquet_path: str | Path) -> None:
-    with atomic_path(csv_path) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, csv_path)
     with atomic_path(parquet_path) as tmp:
         table.to_parquet(tmp, index=False)
 

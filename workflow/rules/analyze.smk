@@ -26,9 +26,10 @@ rule analyze_checkpoint:
 rule collect_run:
     input:
         manifest=lambda wildcards: manifest_of(run_of("analyze", wildcards)),
-        metrics=run_measurements,
+        measurements=run_measurements,
     output:
-        table=f"{RESULTS}/analyze/{{analyze_id}}/metrics.csv",
+        metrics=f"{RESULTS}/analyze/{{analyze_id}}/metrics.csv",
+        spectra=f"{RESULTS}/analyze/{{analyze_id}}/spectra.csv",
     log:
         f"{LOGS}/collect_run/{{analyze_id}}.log",
     conda:
@@ -41,13 +42,36 @@ rule collect_run:
 
 rule tidy_table:
     input:
-        runs=[run.analyze.path("metrics.csv") for run in PLAN.runs.values()],
+        metrics=[run.analyze.path("metrics.csv") for run in PLAN.runs.values()],
+        spectra=[run.analyze.path("spectra.csv") for run in PLAN.runs.values()],
     output:
-        csv=PLAN.tables.path("metrics.csv"),
-        parquet=PLAN.tables.path("metrics.parquet"),
+        metrics_csv=PLAN.tables.path("metrics.csv"),
+        metrics_parquet=PLAN.tables.path("metrics.parquet"),
+        spectra_csv=PLAN.tables.path("spectra.csv"),
+        spectra_parquet=PLAN.tables.path("spectra.parquet"),
     log:
         f"{LOGS}/tidy_table/{PLAN.tables.id}.log",
     conda:
         ENV
     script:
         "../scripts/tidy_table.py"
+
+
+rule saturation_summary:
+    input:
+        metrics=rules.tidy_table.output.metrics_parquet,
+    output:
+        csv=report(
+            PLAN.tables.path("summary.csv"),
+            caption="../report/summary.rst",
+            category="Tables",
+        ),
+        markdown=PLAN.tables.path("summary.md"),
+    log:
+        f"{LOGS}/saturation_summary/{PLAN.tables.id}.log",
+    conda:
+        ENV
+    params:
+        summary=config["summary"],
+    script:
+        "../scripts/saturation_summary.py"

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from saturation.config import ConfigError, validate_config
 from saturation.corpus import CorpusError
+from saturation.figures import FIGURES
 from saturation.plan import make_plan, write_plan_records
 
 try:
@@ -16,7 +17,7 @@ except (ConfigError, CorpusError, FileNotFoundError) as err:  # missing paths ar
 RESULTS = PLAN.results
 LOGS = f"{RESULTS}/logs"
 ENV = "../../envs/saturation.yaml"
-FIGURES = ["loss_curve", "singular_entropy"]
+TABLES = ["metrics", "spectra"]
 
 
 wildcard_constraints:
@@ -64,7 +65,8 @@ def final_outputs():
     widest_first = sorted(PLAN.runs.values(), key=lambda run: -run.width)
     manifests = [run.harvest.path("manifest.csv") for run in widest_first]
     figures = [PLAN.figures.path(f"{f}.{ext}") for f in FIGURES for ext in ("png", "pdf")]
-    tables = [PLAN.tables.path("metrics.csv"), PLAN.tables.path("metrics.parquet")]
+    tables = [PLAN.tables.path(f"{kind}.{ext}") for kind in TABLES for ext in ("csv", "parquet")]
+    tables += [PLAN.tables.path("summary.csv"), PLAN.tables.path("summary.md")]
     return [*tokens, *manifests, *tables, *figures]
 
 
@@ -77,7 +79,9 @@ def checkpoint_weights(wildcards):
 def run_measurements(wildcards):
     """One run's per-checkpoint records: waits for that run's harvest only, so a finished run
     is analysed while wider runs still train."""
-    return list(analysis_outputs(run_of("analyze", wildcards)).values())
+    run = run_of("analyze", wildcards)
+    metrics = list(analysis_outputs(run).values())
+    return metrics + [path.replace("metrics.json", "singular_values.npy") for path in metrics]
 
 
 def collect_run_params(wildcards):

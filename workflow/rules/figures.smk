@@ -3,9 +3,14 @@
 
 rule plot_figure:
     input:
-        table=rules.tidy_table.output.parquet,
+        table=lambda wildcards: PLAN.tables.path(f"{FIGURES[wildcards.figure]}.parquet"),
     output:
-        png=PLAN.figures.path("{figure}.png"),
+        png=report(
+            PLAN.figures.path("{figure}.png"),
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
         pdf=PLAN.figures.path("{figure}.pdf"),
     log:
         f"{LOGS}/plot_figure/{PLAN.figures.id}-{{figure}}.log",

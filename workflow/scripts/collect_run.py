@@ -1,9 +1,9 @@
-"""Gather one run's per-checkpoint measurements into its tidy table."""
+"""Gather one run's per-checkpoint measurements into its tidy tables."""
 
-from saturation.io import atomic_path
 from saturation.logs import log_to_file
-from saturation.tables import RunMeasurements, run_table
+from saturation.tables import RunMeasurements, run_metrics, run_spectra, write_csv
 
 log_to_file(snakemake.log[0])
-with atomic_path(snakemake.output.table) as tmp:
-    run_table(RunMeasurements(**snakemake.params.run)).to_csv(tmp, index=False)
+run = RunMeasurements(**snakemake.params.run)
+write_csv(run_metrics(run), snakemake.output.metrics)
+write_csv(run_spectra(run), snakemake.output.spectra)

@@ -1,8 +1,9 @@
-"""Stack the runs' tidy tables into the workflow's table (CSV + Parquet)."""
+"""Stack the runs' tidy tables into the workflow's tables (CSV + Parquet)."""
 
 from saturation.logs import log_to_file
 from saturation.tables import combine_run_tables, write_tidy_table
 
 log_to_file(snakemake.log[0])
-table = combine_run_tables(snakemake.input.runs)
-write_tidy_table(table, snakemake.output.csv, snakemake.output.parquet)
+for kind in ("metrics", "spectra"):
+    table = combine_run_tables(snakemake.input[kind])
+    write_tidy_table(table, snakemake.output[f"{kind}_csv"], snakemake.output[f"{kind}_parquet"])

@@ -1,1 +1,12 @@
-"""One module per paper figure; each reads only the tidy table and writes PNG + PDF."""
+"""One module per paper figure; each reads one tidy table and writes PNG + PDF.
+
+`FIGURES` maps each figure module to the table it reads ("metrics" or "spectra"), in the order
+the report shows them.
+"""
+
+FIGURES: dict[str, str] = {
+    "loss_curve": "metrics",  # paper Fig. 1a
+    "anisotropy_depth": "metrics",  # Fig. 2
+    "spectrum_heatmap": "spectra",  # Fig. 4
+    "singular_entropy": "metrics",  # Fig. 5
+}

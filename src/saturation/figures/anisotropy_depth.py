@@ -1,0 +1,44 @@
+"""Paper Fig. 2: anisotropy of the hidden states against normalised depth, at the final checkpoint.
+
+Depth 0 is the embedding output, 1 the final normalised state fed to the head. In the paper small
+models end training with a near-degenerate last layer (≈ 0.95–0.99) that larger ones avoid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from saturation.figures import style
+
+PREFIX = "anisotropy_d"  # saturation.analysis.anisotropy_metric
+
+
+def by_depth(table: pd.DataFrame) -> pd.DataFrame:
+    """Anisotropy rows of each run's final checkpoint with their depth in [0, 1]."""
+    frame = table[table["metric"].str.startswith(PREFIX)].copy()
+    if frame.empty:
+        raise ValueError(f"the tidy table has no rows for metric {PREFIX}*")
+    frame = frame[frame["step"] == frame.groupby("run")["step"].transform("max")]
+    frame["depth"] = frame["metric"].str.removeprefix(PREFIX).astype(int)
+    frame["normalised_depth"] = frame["depth"] / frame.groupby("run")["depth"].transform("max")
+    return frame
+
+
+def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+    style.setup()
+    frame = by_depth(table)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(
+        data=frame, x="normalised_depth", y="value", hue="width",
+        palette=style.width_palette(frame["width"].unique().tolist()), marker="o",
+        errorbar=None, ax=ax,
+    )  # fmt: skip
+    ax.set_xlabel("normalised depth (0 = embeddings, 1 = final norm)")
+    ax.set_ylabel("anisotropy (mean pairwise cosine)")
+    ax.set_title(f"Anisotropy by depth at the final checkpoint (step {frame['step'].max()})")
+    ax.legend(title="width")
+    style.save(fig, png, pdf)

@@ -1,0 +1,79 @@
+"""Saturation summary per run (paper §3–§4): where the loss bottoms out, how far it climbs back,
+and when the head's spectrum collapses and the last layer turns anisotropic."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+SUMMARY_COLUMNS = [
+    "run", "width", "seed", "best_step", "best_loss", "final_step", "final_loss",
+    "final_minus_best", "relative_excess", "kl_min_step", "collapse_step",
+    "final_anisotropy_last", "anisotropy_onset_step",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SummaryConfig:
+    collapse_factor: float = 2.0  # collapse: first step after the KL minimum with KL > factor × min
+    anisotropy_onset: float = 0.5  # onset: first step after its minimum with A_last > this
+
+
+def _series(run: pd.DataFrame, metric: str) -> pd.Series:
+    series = run[run["metric"] == metric].set_index("step")["value"].sort_index()
+    if series.empty:
+        raise ValueError(f"run {run['run'].iloc[0]}: no {metric!r} rows in the tidy table")
+    return series
+
+
+def first_step_after_minimum(series: pd.Series, exceeds: float) -> float:
+    """The first step after the series' minimum whose value is above `exceeds` (NaN if none)."""
+    after = series.loc[series.idxmin() :].iloc[1:]
+    above = after[after > exceeds]
+    return float(above.index[0]) if len(above) else math.nan
+
+
+def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
+    loss = _series(run, "val_loss")
+    kl = _series(run, "singular_entropy")
+    anisotropy = _series(run, "anisotropy_last")
+    best_step, final_step = int(loss.idxmin()), int(loss.index[-1])
+    excess = loss.iloc[-1] - loss.min()
+    return {
+        "run": run["run"].iloc[0],
+        "width": int(run["width"].iloc[0]),
+        "seed": int(run["seed"].iloc[0]),
+        "best_step": best_step,
+        "best_loss": float(loss.min()),
+        "final_step": final_step,
+        "final_loss": float(loss.iloc[-1]),
+        "final_minus_best": float(excess),
+        "relative_excess": float(excess / loss.min()),
+        "kl_min_step": int(kl.idxmin()),
+        "collapse_step": first_step_after_minimum(kl, cfg.collapse_factor * kl.min()),
+        "final_anisotropy_last": float(anisotropy.iloc[-1]),
+        "anisotropy_onset_step": first_step_after_minimum(anisotropy, cfg.anisotropy_onset),
+    }
+
+
+def saturation_summary(metrics: pd.DataFrame, cfg: SummaryConfig) -> pd.DataFrame:
+    rows = [summarise_run(run, cfg) for _, run in metrics.groupby("run", sort=False)]
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values(
+        ["width", "seed"], ignore_index=True
+    )
+
+
+def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub-flavoured Markdown table (missing values shown as –)."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return "–" if math.isnan(value) else f"{value:.{digits}g}"
+        return str(value)
+
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"

@@ -1,0 +1,59 @@
+"""Anisotropy: the O(n·d) formula against the O(n²) definition, streamed and per depth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import GPTNeoXForCausalLM
+
+from saturation.analysis import heldout_pass, heldout_windows
+from saturation.anisotropy import AnisotropyMeter, anisotropy
+from saturation.tokens import open_tokens
+
+
+def pairwise_definition(states: np.ndarray) -> float:
+    """A(H) = 1/(n² − n) Σ_{i≠j} cos(h_i, h_j), written out in float64."""
+    h = states.astype(np.float64)
+    unit = h / np.linalg.norm(h, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    n = len(h)
+    return float((cos.sum() - np.trace(cos)) / (n * n - n))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_matches_the_pairwise_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    states = rng.normal(loc=rng.uniform(-1, 1), size=(300, 24)).astype(np.float32)
+    assert anisotropy(states) == pytest.approx(pairwise_definition(states), abs=1e-10)
+
+
+def test_extremes_and_streaming() -> None:
+    same = np.tile(np.array([[1.0, 2.0, 3.0]]), (50, 1))
+    assert anisotropy(same) == pytest.approx(1.0)
+    opposite = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    assert anisotropy(opposite) == pytest.approx(-1.0)
+    states = np.random.default_rng(9).normal(size=(4, 10, 8))  # (B, T, d)
+    meter = AnisotropyMeter()
+    for row in states:
+        meter.add(0, row[None])
+    assert meter.values()[0] == pytest.approx(anisotropy(states.reshape(-1, 8)), abs=1e-12)
+    with pytest.raises(ValueError):
+        anisotropy(np.ones((1, 3)))
+
+
+def test_every_depth_is_measured(tiny_run: Path, tiny_data: dict) -> None:
+    model = GPTNeoXForCausalLM.from_pretrained(tiny_run / "checkpoints" / "step12").eval()
+    windows = heldout_windows(open_tokens(tiny_data["val"]), seq_len=16, n_tokens=128)
+    measured = heldout_pass(model, windows, batch_size=3)
+    layers = model.config.num_hidden_layers
+    assert sorted(measured.anisotropy) == list(range(layers + 2))
+    inputs = torch.from_numpy(windows[:, :-1])
+    with torch.no_grad():
+        out = model.gpt_neox(input_ids=inputs)
+    last = out.last_hidden_state.reshape(-1, model.config.hidden_size).numpy()
+    first = model.gpt_neox.embed_in(inputs).detach().reshape(-1, model.config.hidden_size).numpy()
+    assert measured.anisotropy[layers + 1] == pytest.approx(pairwise_definition(last), abs=1e-6)
+    assert measured.anisotropy[0] == pytest.approx(pairwise_definition(first), abs=1e-6)
