@@ -34,6 +34,18 @@ BAD_CONFIGS = {
         {"train": {"steps": 100, "checkpoints": {"steps": [50, 150]}}},
         "train.checkpoints.steps[1]: step 150 is beyond the last step train.steps = 100",
     ),
+    "unknown evaluation task": (
+        {"evaluation": {"tasks": ["mmlu"]}},
+        "evaluation.tasks[0]: 'mmlu' is not one of",
+    ),
+    "local data for an unlisted task": (
+        {"evaluation": {"local_data": {"sciq": {"test": "sciq.jsonl"}}}},
+        "evaluation.local_data.sciq: 'sciq' is not listed in evaluation.tasks",
+    ),
+    "evaluating a step that is not a checkpoint": (
+        {"evaluation": {"checkpoints": {"include": ["final", "333"]}}},
+        "evaluation.checkpoints.include[1]: step 333 is not a checkpoint step",
+    ),
     "width listed twice": (
         {"widths": [{"width": 32}, {"width": 32}]},
         "widths[1].width: 32 is already listed at widths[0]",

@@ -36,7 +36,9 @@ def test_one_learning_rate_change_moves_only_that_run(config: dict) -> None:
     changed["widths"][1]["lr"] = 5e-4
     after = ids(make_plan(changed))
     moved = {key for key in before if before[key] != after[key]}
-    expected = {("pretrain", "w64-s0"), ("harvest", "w64-s0"), ("analyze", "w64-s0")}
+    expected = {(stage, "w64-s0") for stage in ("pretrain", "harvest", "analyze", "benchmarks")} | {
+        ("evaluate", f"w64-s0/{task}") for task in ("sat_cloze", "sat_wordperplexity")
+    }
     assert moved == expected | {("tables", "tables"), ("figures", "figures")}
     assert ids(make_plan(config)) == before  # reverting finds the old ids again
 
@@ -51,9 +53,8 @@ def test_upstream_change_propagates(config: dict) -> None:
     changed = copy.deepcopy(config)
     changed["tokenizer"]["vocab_size"] = 1024
     before, after = ids(make_plan(config)), ids(make_plan(changed))
-    assert before[("corpus", "corpus")] == after[("corpus", "corpus")]
     unchanged = {k for k in before if before[k] == after[k]}
-    assert unchanged == {("corpus", "corpus")}
+    assert unchanged == {("corpus", "corpus"), ("evaltasks", "heldout-tasks")}
 
 
 def test_format_version_is_part_of_the_id(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,3 +86,19 @@ def test_records_written_once_and_index_keeps_history(config: dict, tmp_path: Pa
     index = (tmp_path / "results" / "index.csv").read_text()
     pretrain_rows = [line for line in index.splitlines() if line.startswith("pretrain,")]
     assert len(pretrain_rows) == 4  # three runs + the old recipe of w32
+
+
+def test_a_new_task_adds_only_its_evaluations(config: dict, tmp_path: Path) -> None:
+    data = tmp_path / "sciq.jsonl"
+    data.write_text('{"question": "q"}\n')
+    before = ids(make_plan(config))
+    changed = copy.deepcopy(config)
+    changed["evaluation"]["tasks"].append("sciq")
+    changed["evaluation"]["local_data"] = {"sciq": {"test": str(data)}}
+    after = ids(make_plan(changed))
+    added = set(after) - set(before)
+    assert added == {("evaltasks", "sciq")} | {
+        ("evaluate", f"{r}/sciq") for r in ("w32-s0", "w64-s0", "w128-s0")
+    }
+    moved = {k for k in before if before[k] != after[k]}
+    assert {stage for stage, _ in moved} == {"benchmarks", "tables", "figures"}

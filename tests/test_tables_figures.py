@@ -12,12 +12,14 @@ import pytest
 
 from saturation.checkpoints import CheckpointEntry, write_manifest
 from saturation.figures import FIGURES, anisotropy_depth, loss_curve, spectrum_heatmap
+from saturation.summary import best_vs_final
 from saturation.tables import (
     SPECTRUM_COLUMNS,
     TIDY_COLUMNS,
     RunMeasurements,
     combine_run_tables,
     read_tidy_table,
+    run_benchmarks,
     run_metrics,
     run_spectra,
     write_tidy_table,
@@ -34,7 +36,8 @@ def fake_run(root: Path, width: int, losses: list[float]) -> RunMeasurements:
         path.parent.mkdir()
         record = {
             "metrics": {"val_loss": loss, "singular_entropy": 0.1 + loss / 100}
-            | {f"anisotropy_d{d:02d}": 0.1 * d + step / 100 for d in range(4)},
+            | {f"anisotropy_d{d:02d}": 0.1 * d + step / 100 for d in range(4)}
+            | {"anisotropy_last": 0.3 + step / 100},
             "info": {},
         }
         path.write_text(json.dumps(record))
@@ -56,9 +59,28 @@ def combined(runs: list[RunMeasurements], tables, root: Path) -> pd.DataFrame:
     return combine_run_tables(paths)
 
 
+def fake_benchmarks(run: RunMeasurements, root: Path) -> pd.DataFrame:
+    """Evaluation files as evaluate_checkpoint.py writes them, at every step of the run."""
+    paths = []
+    for step, metrics in run.metrics.items():
+        loss = json.loads(Path(metrics).read_text())["metrics"]["val_loss"]
+        results = {
+            "sat_cloze": {"acc": 1 / loss, "acc_stderr": 0.01},
+            "sat_wordperplexity": {"word_perplexity": loss**3},
+        }
+        paths.append(root / f"{run.run}-eval{step}.json")
+        paths[-1].write_text(json.dumps({"task": "both", "step": step, "results": results}))
+    return run_benchmarks(run.run, run.width, run.seed, run.manifest, paths)
+
+
 @pytest.fixture
 def table(runs: list[RunMeasurements], tmp_path: Path) -> pd.DataFrame:
-    return combined(runs, run_metrics, tmp_path)
+    paths = [tmp_path / "benchmarks.csv"]
+    pd.concat([fake_benchmarks(run, tmp_path) for run in runs]).to_csv(paths[0], index=False)
+    for run in runs:
+        paths.append(tmp_path / f"{run.run}-metrics.csv")
+        run_metrics(run).to_csv(paths[-1], index=False)
+    return combine_run_tables(paths)
 
 
 @pytest.fixture
@@ -68,13 +90,26 @@ def spectra(runs: list[RunMeasurements], tmp_path: Path) -> pd.DataFrame:
 
 def test_tidy_shape(table: pd.DataFrame, tmp_path: Path) -> None:
     assert list(table.columns) == TIDY_COLUMNS
-    assert len(table) == (5 + 2) * 6
+    assert len(table) == (5 + 2) * 7 + (5 + 2) * 2  # 7 measurements, 2 benchmark metrics
+    assert table[table.metric == "val_loss"].stderr.isna().all()
+    acc = table[(table.metric == "sat_cloze/acc") & (table.run == "w64-s0")]
+    assert list(acc.value) == pytest.approx([1 / 6, 1 / 4]) and (acc.stderr == 0.01).all()
     assert table.width.is_monotonic_increasing
     row = table[(table.run == "w32-s0") & (table.step == 4) & (table.metric == "val_loss")]
     assert row.value.item() == 4.6 and row.tokens.item() == 400
     write_tidy_table(table, tmp_path / "t.csv", tmp_path / "t.parquet")
     pd.testing.assert_frame_equal(read_tidy_table(tmp_path / "t.parquet"), table)
     assert read_tidy_table(tmp_path / "t.csv").shape == table.shape
+
+
+def test_best_vs_final_is_table_1(table: pd.DataFrame) -> None:
+    rows = best_vs_final(table).set_index(["run", "metric"])
+    acc = rows.loc[("w32-s0", "sat_cloze/acc")]
+    assert (acc.best_step, acc.final_step) == (2, 8)
+    assert acc.best == pytest.approx(1 / 4.5) and acc.final == pytest.approx(1 / 4.7)
+    assert acc.final_minus_best == pytest.approx(1 / 4.7 - 1 / 4.5)
+    assert acc.best_stderr == 0.01
+    assert np.isnan(rows.loc[("w32-s0", "sat_wordperplexity/word_perplexity")].final_stderr)
 
 
 def test_spectra_table(spectra: pd.DataFrame) -> None:

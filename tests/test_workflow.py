@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from saturation.figures import FIGURES
+from saturation.plan import FORMAT_VERSIONS
+from saturation.tasks import SAMPLES_DIR
 from tests.conftest import MICRO, SNAKEFILE, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -57,16 +59,33 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
     assert ran["analyze_checkpoint"] == n_runs * n_steps
     assert ran["collect_run"] == n_runs and ran["tidy_table"] == 1
     assert ran["saturation_summary"] == 1
+    # every 3rd harvested checkpoint (0, 4) plus best = final = 40, for each of the 2 tasks
+    assert ran["build_eval_tasks"] == 1 and ran["collect_benchmarks"] == n_runs
+    assert ran["evaluate_checkpoint"] == n_runs * 2 * 3
     assert ran["plot_figure"] == len(FIGURES)
     (tables,) = (results / "tables").iterdir()
     table = pd.read_parquet(tables / "metrics.parquet")
-    assert list(table.columns) == ["run", "width", "seed", "step", "tokens", "metric", "value"]
+    assert list(table.columns) == [
+        "run",
+        "width",
+        "seed",
+        "step",
+        "tokens",
+        "metric",
+        "value",
+        "stderr",
+    ]
     assert set(table.metric) >= {"val_loss", "singular_entropy", "effective_rank"}
     loss = table[table.metric == "val_loss"]
     assert len(loss) == n_runs * n_steps and loss.value.notna().all()
     for _, run in loss.groupby("run"):  # training on real text lowers the held-out loss
         assert run.sort_values("step").value.iloc[-1] < run.sort_values("step").value.iloc[0]
     assert set(table.metric) >= {"anisotropy_last", "anisotropy_d00", "anisotropy_d02"}
+    cloze = table[table.metric == "sat_cloze/acc"]
+    assert list(cloze.step) == [0, 4, 40] * n_runs and cloze.stderr.notna().all()
+    assert (table[table.metric == "sat_wordperplexity/word_perplexity"].value > 1).all()
+    assert len(pd.read_csv(tables / "benchmarks.csv")) == n_runs * 5  # acc, ppl, 3 rolling
+    assert (pd.read_csv(tables / "benchmarks.csv").best_step == 40).all()
     spectra = pd.read_parquet(tables / "spectra.parquet")
     assert len(spectra) == 16 * n_steps + 32 * n_steps  # every singular value of both heads
     summary = pd.read_csv(tables / "summary.csv")
@@ -78,9 +97,7 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
         assert (figures / f"{name}.png").stat().st_size > 10_000
         assert (figures / f"{name}.pdf").stat().st_size > 5_000
     index = pd.read_csv(results / "index.csv")
-    assert set(index.stage) == {
-        "corpus", "tokenizer", "tokens", "pretrain", "harvest", "analyze", "tables", "figures"
-    }  # fmt: skip
+    assert set(index.stage) == set(FORMAT_VERSIONS)  # every stage is indexed
     for row in index.itertuples():
         assert yaml.safe_load((workdir / row.path / "recipe.json").read_text())["id"] == row.id
 
@@ -126,6 +143,7 @@ def test_one_learning_rate_change_reruns_one_subtree(
     ran = jobs_run(done)
     assert ran["pretrain"] == 1 and ran["harvest"] == 1
     assert ran["analyze_checkpoint"] == 6 and ran["collect_run"] == 1
+    assert ran["evaluate_checkpoint"] == 2 * 3 and "build_eval_tasks" not in ran
     assert ran["plot_figure"] == len(FIGURES)
     assert {"build_corpus", "train_tokenizer", "tokenize"}.isdisjoint(ran)
     for stage, ids in old_ids.items():
@@ -136,6 +154,37 @@ def test_one_learning_rate_change_reruns_one_subtree(
 
     reverted = snakemake(workdir, "--configfile", str(MICRO))
     assert "Nothing to be done" in reverted.stdout + reverted.stderr
+
+
+def test_a_new_task_runs_only_its_own_jobs(
+    micro: tuple[Path, subprocess.CompletedProcess], tmp_path: Path
+) -> None:
+    """sciq from local files in the hub's schema (the samples shipped for this purpose)."""
+    workdir, _ = micro
+    results = workdir / "results"
+    before = snapshot(results)
+    extra = write_config(
+        tmp_path / "sciq.yaml",
+        {
+            "evaluation": {
+                "tasks": ["sat_cloze", "sat_wordperplexity", "sciq"],
+                "local_data": {"sciq": {"test": str(SAMPLES_DIR / "sciq.jsonl")}},
+            }
+        },
+    )
+    done = snakemake(workdir, "--configfile", str(MICRO), str(extra))
+    ran = jobs_run(done)
+    assert ran["build_eval_tasks"] == 1 and ran["evaluate_checkpoint"] == 2 * 3
+    assert {"pretrain", "harvest", "analyze_checkpoint", "collect_run"}.isdisjoint(ran)
+    assert all(snapshot(results).get(p) == t for p, t in before.items())
+    (table,) = [
+        pd.read_parquet(p)
+        for p in results.glob("tables/*/metrics.parquet")
+        if p.stat().st_mtime_ns not in before.values()
+    ]
+    assert set(table[table.metric.str.startswith("sciq/")].metric) == {"sciq/acc", "sciq/acc_norm"}
+    again = snakemake(workdir, "--configfile", str(MICRO), str(extra))
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def kill_test_config(tmp_path: Path) -> Path:

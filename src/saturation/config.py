@@ -68,6 +68,7 @@ def check_semantics(config: Mapping[str, Any]) -> None:
     _check_sources(config["corpus"]["sources"])
     _check_widths(config)
     _check_checkpoints(config["train"])
+    _check_evaluation(config)
 
 
 def _check_sources(sources: Sequence[Mapping[str, Any]]) -> None:
@@ -114,4 +115,25 @@ def _check_checkpoints(train: Mapping[str, Any]) -> None:
         if step > steps:
             raise ConfigError(
                 f"train.checkpoints.steps[{i}]: step {step} is beyond the last step train.steps = {steps}"
+            )
+
+
+def _check_evaluation(config: Mapping[str, Any]) -> None:
+    from saturation.schedule import checkpoint_steps
+
+    evaluation, train = config["evaluation"], config["train"]
+    for task in evaluation["local_data"]:
+        if task not in evaluation["tasks"]:
+            raise ConfigError(
+                f"evaluation.local_data.{task}: {task!r} is not listed in evaluation.tasks"
+            )
+    marks = train["checkpoints"]
+    schedule = set(
+        checkpoint_steps(train["steps"], marks["log_until"], marks["every"], marks["steps"])
+    )
+    for i, entry in enumerate(evaluation["checkpoints"]["include"]):
+        if entry.isdigit() and int(entry) not in schedule:
+            raise ConfigError(
+                f"evaluation.checkpoints.include[{i}]: step {entry} is not a checkpoint step "
+                f"(schedule: {sorted(schedule)})"
             )

@@ -24,8 +24,11 @@ FORMAT_VERSIONS = {
     "pretrain": 1,
     "harvest": 1,
     "analyze": 2,  # 2: anisotropy per depth
-    "tables": 2,  # 2: spectra table beside metrics
-    "figures": 2,  # 2: anisotropy and spectrum figures
+    "evaltasks": 1,
+    "evaluate": 1,
+    "benchmarks": 1,
+    "tables": 3,  # 2: spectra table beside metrics; 3: benchmarks and their stderr
+    "figures": 3,  # 2: anisotropy and spectrum figures; 3: benchmark figure
 }
 ID_LENGTH = 12
 
@@ -80,6 +83,8 @@ class RunPlan:
     pretrain: Stage
     harvest: Stage
     analyze: Stage
+    evaluate: dict[str, Stage]  # task -> its evaluation of this run's checkpoints
+    benchmarks: Stage  # every task's results of the run, one table
 
     @property
     def checkpoint_steps(self) -> list[int]:
@@ -96,6 +101,7 @@ class Plan:
     corpus: Stage
     tokenizer: Stage
     tokens: Stage
+    evaltasks: dict[str, Stage]  # task -> the folder of its YAML (generated tasks share one)
     runs: dict[str, RunPlan]
     tables: Stage
     figures: Stage
@@ -106,9 +112,23 @@ class Plan:
                 return run
         raise KeyError(f"no run has {stage} id {stage_id_}")
 
+    def run_of_evaluation(self, evaluate_id: str) -> tuple[RunPlan, str]:
+        for run in self.runs.values():
+            for task, stage in run.evaluate.items():
+                if stage.id == evaluate_id:
+                    return run, task
+        raise KeyError(f"no run has evaluate id {evaluate_id}")
+
     def stages(self) -> list[Stage]:
-        per_run = [s for r in self.runs.values() for s in (r.pretrain, r.harvest, r.analyze)]
-        return [self.corpus, self.tokenizer, self.tokens, *per_run, self.tables, self.figures]
+        per_run = [
+            stage
+            for run in self.runs.values()
+            for stage in (run.pretrain, run.harvest, run.analyze, *run.evaluate.values(),
+                          run.benchmarks)
+        ]  # fmt: skip
+        evaltasks = {stage.id: stage for stage in self.evaltasks.values()}  # generated ones shared
+        shared = [self.corpus, self.tokenizer, self.tokens, *evaltasks.values()]
+        return [*shared, *per_run, self.tables, self.figures]
 
     def index_rows(self) -> list[dict[str, str]]:
         return [
@@ -137,6 +157,41 @@ def _train_recipe(config: dict[str, Any], entry: dict[str, Any], seed: int) -> d
             train["steps"], marks["log_until"], marks["every"], marks["steps"]
         ),
     }
+
+
+def _evaltask_stages(config: dict[str, Any], corpus: Stage, results: str) -> dict[str, Stage]:
+    """Where each evaluation task's YAML comes from: generated from the held-out split, local
+    files in the hub's format, or (absent from the dict) lm-eval's built-in task on the hub."""
+    from saturation.evaluate import CLOZE_TASK, HELDOUT_TASKS_VERSION, PERPLEXITY_TASK
+    from saturation.io import sha256_file
+
+    evaluation = config["evaluation"]
+    generated = Stage(
+        "evaltasks",
+        {
+            "corpus": corpus.id,
+            "split": "test",
+            "cloze_items": evaluation["cloze_items"],
+            "perplexity_documents": evaluation["perplexity_documents"],
+            "seed": evaluation["seed"],
+            "version": HELDOUT_TASKS_VERSION,
+        },
+        name="heldout-tasks",
+        results=results,
+    )
+    stages = {}
+    for task in evaluation["tasks"]:
+        if task in (CLOZE_TASK, PERPLEXITY_TASK):
+            stages[task] = generated
+        elif task in evaluation["local_data"]:
+            files = {
+                split: [path, sha256_file(path)]
+                for split, path in sorted(evaluation["local_data"][task].items())
+            }
+            stages[task] = Stage(
+                "evaltasks", {"task": task, "data_files": files}, name=task, results=results
+            )
+    return stages
 
 
 def make_plan(config: dict[str, Any]) -> Plan:
@@ -171,6 +226,7 @@ def make_plan(config: dict[str, Any]) -> Plan:
         "tokens", {"corpus": corpus.id, "tokenizer": tokenizer.id}, name="tokens", results=results
     )
 
+    evaltasks = _evaltask_stages(config, corpus, results)
     model_cfg = config["model"]
     runs: dict[str, RunPlan] = {}
     for entry in config["widths"]:
@@ -196,13 +252,46 @@ def make_plan(config: dict[str, Any]) -> Plan:
                 name=name,
                 results=results,
             )
-            runs[name] = RunPlan(name, shape["width"], seed, pretrain, harvest, analyze)
+            evaluation = config["evaluation"]
+            evaluate = {
+                task: Stage(
+                    "evaluate",
+                    {
+                        "harvest": harvest.id,
+                        "task": task,
+                        "tasks": evaltasks[task].id if task in evaltasks else "hub",
+                        "limit": evaluation["limit"],
+                        "batch_size": evaluation["batch_size"],
+                    },
+                    name=f"{name}/{task}",
+                    results=results,
+                )
+                for task in evaluation["tasks"]
+            }
+            benchmarks = Stage(
+                "benchmarks",
+                {
+                    "analyze": analyze.id,
+                    "evaluate": {task: stage.id for task, stage in evaluate.items()},
+                    "checkpoints": dict(evaluation["checkpoints"]),
+                },
+                name=name,
+                results=results,
+            )
+            runs[name] = RunPlan(
+                name, shape["width"], seed, pretrain, harvest, analyze, evaluate, benchmarks
+            )
 
     tables = Stage(
         "tables",
         {
             "runs": {
-                n: {"width": r.width, "seed": r.seed, "analyze": r.analyze.id}
+                n: {
+                    "width": r.width,
+                    "seed": r.seed,
+                    "analyze": r.analyze.id,
+                    "benchmarks": r.benchmarks.id,
+                }
                 for n, r in runs.items()
             },
             "summary": dict(config["summary"]),
@@ -211,7 +300,7 @@ def make_plan(config: dict[str, Any]) -> Plan:
         results=results,
     )
     figures = Stage("figures", {"tables": tables.id}, name="figures", results=results)
-    return Plan(results, corpus, tokenizer, tokens, runs, tables, figures)
+    return Plan(results, corpus, tokenizer, tokens, evaltasks, runs, tables, figures)
 
 
 INDEX_FIELDS = ("stage", "id", "name", "path")

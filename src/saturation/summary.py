@@ -65,6 +65,39 @@ def saturation_summary(metrics: pd.DataFrame, cfg: SummaryConfig) -> pd.DataFram
     )
 
 
+BENCHMARK_COLUMNS = [
+    "run", "width", "seed", "metric", "best_step", "best", "best_stderr", "final_step", "final",
+    "final_stderr", "final_minus_best",
+]  # fmt: skip
+
+
+def _at(values: pd.DataFrame, step: int, column: str) -> float:
+    row = values[values["step"] == step]
+    return float(row[column].iloc[0]) if len(row) else math.nan
+
+
+def best_vs_final(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 1 analogue: every benchmark metric at the lowest-loss and the final
+    checkpoint of each run (NaN where that checkpoint was not evaluated)."""
+    rows = []
+    for _, run in metrics.groupby("run", sort=False):
+        loss = _series(run, "val_loss")
+        best, final = int(loss.idxmin()), int(loss.index[-1])
+        benchmarks = run[run["metric"].str.contains("/", regex=False)]
+        for metric, values in benchmarks.groupby("metric"):
+            rows.append({
+                "run": run["run"].iloc[0], "width": int(run["width"].iloc[0]),
+                "seed": int(run["seed"].iloc[0]), "metric": metric,
+                "best_step": best, "best": _at(values, best, "value"),
+                "best_stderr": _at(values, best, "stderr"),
+                "final_step": final, "final": _at(values, final, "value"),
+                "final_stderr": _at(values, final, "stderr"),
+                "final_minus_best": _at(values, final, "value") - _at(values, best, "value"),
+            })  # fmt: skip
+    table = pd.DataFrame(rows, columns=BENCHMARK_COLUMNS)
+    return table.sort_values(["metric", "width", "seed"], ignore_index=True)
+
+
 def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
     """A GitHub-flavoured Markdown table (missing values shown as –)."""
 

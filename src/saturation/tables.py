@@ -1,12 +1,14 @@
 """The tidy tables, the only thing figures and summaries read.
 
-`metrics`: one row per run × checkpoint × metric. `spectra`: one row per run × checkpoint ×
-singular value of the LM head (rank 1 = largest), so spectrum figures need no model files.
+`metrics`: one row per run × checkpoint × metric (benchmarks as `task/metric`, with lm-eval's
+stderr; NaN for measurements without one). `spectra`: one row per run × checkpoint × singular
+value of the LM head (rank 1 = largest), so spectrum figures need no model files.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from saturation.checkpoints import read_manifest
 from saturation.io import atomic_path
 
 RUN_COLUMNS = ["run", "width", "seed", "step", "tokens"]
-TIDY_COLUMNS = [*RUN_COLUMNS, "metric", "value"]
+TIDY_COLUMNS = [*RUN_COLUMNS, "metric", "value", "stderr"]
 SPECTRUM_COLUMNS = [*RUN_COLUMNS, "rank", "sigma"]
 SIGMA_FILE = "singular_values.npy"  # written beside each checkpoint's metrics.json
 
@@ -48,7 +50,7 @@ def _sorted(table: pd.DataFrame, last: str) -> pd.DataFrame:
 
 def run_metrics(run: RunMeasurements) -> pd.DataFrame:
     rows = [
-        key | {"metric": metric, "value": float(value)}
+        key | {"metric": metric, "value": float(value), "stderr": math.nan}
         for key, path in run.checkpoints()
         for metric, value in json.loads(path.read_text())["metrics"].items()
     ]
@@ -61,6 +63,24 @@ def run_spectra(run: RunMeasurements) -> pd.DataFrame:
         sigma = np.load(path.with_name(SIGMA_FILE))
         frames.append(pd.DataFrame(key | {"rank": np.arange(1, len(sigma) + 1), "sigma": sigma}))
     return _sorted(pd.concat(frames, ignore_index=True)[SPECTRUM_COLUMNS], "rank")
+
+
+def run_benchmarks(
+    run: str, width: int, seed: int, manifest: str, results: Sequence[str]
+) -> pd.DataFrame:
+    """One run's benchmark results (one evaluation file per task × checkpoint) as tidy rows."""
+    from saturation.evaluate import evaluation_rows
+
+    tokens = {entry.step: entry.tokens for entry in read_manifest(manifest)}
+    rows = []
+    for path in results:
+        record = json.loads(Path(path).read_text())
+        key = {"run": run, "width": width, "seed": seed, "step": record["step"]}
+        rows += [
+            key | {"tokens": tokens[record["step"]]} | row
+            for row in evaluation_rows(record["results"])
+        ]
+    return _sorted(pd.DataFrame(rows, columns=TIDY_COLUMNS), "metric")
 
 
 def combine_run_tables(paths: Sequence[str | Path]) -> pd.DataFrame:

@@ -23,7 +23,7 @@ rule analyze_checkpoint:
         "../scripts/analyze_checkpoint.py"
 
 
-rule collect_run:
+checkpoint collect_run:
     input:
         manifest=lambda wildcards: manifest_of(run_of("analyze", wildcards)),
         measurements=run_measurements,
@@ -42,7 +42,8 @@ rule collect_run:
 
 rule tidy_table:
     input:
-        metrics=[run.analyze.path("metrics.csv") for run in PLAN.runs.values()],
+        metrics=[run.analyze.path("metrics.csv") for run in PLAN.runs.values()]
+        + [run.benchmarks.path("metrics.csv") for run in PLAN.runs.values() if run.evaluate],
         spectra=[run.analyze.path("spectra.csv") for run in PLAN.runs.values()],
     output:
         metrics_csv=PLAN.tables.path("metrics.csv"),
@@ -67,6 +68,12 @@ rule saturation_summary:
             category="Tables",
         ),
         markdown=PLAN.tables.path("summary.md"),
+        benchmarks=report(
+            PLAN.tables.path("benchmarks.csv"),
+            caption="../report/benchmarks.rst",
+            category="Tables",
+        ),
+        benchmarks_markdown=PLAN.tables.path("benchmarks.md"),
     log:
         f"{LOGS}/saturation_summary/{PLAN.tables.id}.log",
     conda:

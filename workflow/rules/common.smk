@@ -18,14 +18,24 @@ RESULTS = PLAN.results
 LOGS = f"{RESULTS}/logs"
 ENV = "../../envs/saturation.yaml"
 TABLES = ["metrics", "spectra"]
+# the benchmark figure needs a word-perplexity task among the evaluated ones
+WORD_PERPLEXITY_TASKS = {"sat_wordperplexity", "wikitext"}
+PLOTTED = [
+    f
+    for f in FIGURES
+    if f != "benchmark_perplexity" or WORD_PERPLEXITY_TASKS & set(config["evaluation"]["tasks"])
+]
 
 
 wildcard_constraints:
     pretrain_id="|".join(r.pretrain.id for r in PLAN.runs.values()),
     harvest_id="|".join(r.harvest.id for r in PLAN.runs.values()),
     analyze_id="|".join(r.analyze.id for r in PLAN.runs.values()),
+    evaluate_id="|".join(s.id for r in PLAN.runs.values() for s in r.evaluate.values()) or "-",
+    benchmarks_id="|".join(r.benchmarks.id for r in PLAN.runs.values()),
+    evaltasks_id="|".join(s.id for s in PLAN.evaltasks.values()) or "-",
     step=r"\d+",
-    figure="|".join(FIGURES),
+    figure="|".join(PLOTTED),
 
 
 onstart:
@@ -64,14 +74,18 @@ def final_outputs():
     tokens = [PLAN.tokens.path(f"{split}.bin") for split in ("train", "val", "test")]
     widest_first = sorted(PLAN.runs.values(), key=lambda run: -run.width)
     manifests = [run.harvest.path("manifest.csv") for run in widest_first]
-    figures = [PLAN.figures.path(f"{f}.{ext}") for f in FIGURES for ext in ("png", "pdf")]
+    figures = [PLAN.figures.path(f"{f}.{ext}") for f in PLOTTED for ext in ("png", "pdf")]
     tables = [PLAN.tables.path(f"{kind}.{ext}") for kind in TABLES for ext in ("csv", "parquet")]
-    tables += [PLAN.tables.path("summary.csv"), PLAN.tables.path("summary.md")]
+    tables += [
+        PLAN.tables.path(f"{name}.{ext}")
+        for name in ("summary", "benchmarks")
+        for ext in ("csv", "md")
+    ]
     return [*tokens, *manifests, *tables, *figures]
 
 
-def checkpoint_weights(wildcards):
-    run = run_of("analyze", wildcards)
+def checkpoint_weights(wildcards, run=None):
+    run = run or run_of("analyze", wildcards)
     entry = harvested_steps(run)[int(wildcards.step)]
     return f"{entry.path}/model.safetensors"
 
@@ -92,4 +106,76 @@ def collect_run_params(wildcards):
         "seed": run.seed,
         "manifest": manifest_of(run),
         "metrics": analysis_outputs(run),
+    }
+
+
+def evaltask_stage(wildcards):
+    return next(s for s in PLAN.evaltasks.values() if s.id == wildcards.evaltasks_id)
+
+
+def eval_task_inputs(wildcards):
+    """Generated tasks read the held-out test split; local standard tasks their data files."""
+    recipe = evaltask_stage(wildcards).recipe
+    if "corpus" in recipe:
+        return {"split": PLAN.corpus.path("test.jsonl")}
+    return {split: path for split, (path, _) in recipe["data_files"].items()}
+
+
+def evaluation_stage(wildcards):
+    run, task = PLAN.run_of_evaluation(wildcards.evaluate_id)
+    return run.evaluate[task]
+
+
+def evaluation_inputs(wildcards):
+    run, task = PLAN.run_of_evaluation(wildcards.evaluate_id)
+    inputs = {
+        "manifest": manifest_of(run),
+        "weights": checkpoint_weights(wildcards, run),
+    }
+    if task in PLAN.evaltasks:
+        inputs["tasks"] = PLAN.evaltasks[task].path("tasks")
+    return inputs
+
+
+def best_step(run):
+    """The run's lowest held-out loss step, read from its collected table (a checkpoint rule)."""
+    import pandas as pd
+
+    table = str(checkpoints.collect_run.get(analyze_id=run.analyze.id).output.metrics)
+    loss = pd.read_csv(table).query("metric == 'val_loss'").set_index("step")["value"]
+    return int(loss.idxmin())
+
+
+def evaluated_steps(run):
+    from saturation.evaluate import select_checkpoints
+
+    selection = config["evaluation"]["checkpoints"]
+    best = best_step(run) if "best" in selection["include"] else None
+    return select_checkpoints(
+        sorted(harvested_steps(run)),
+        selection["every_k"],
+        selection["last_n"],
+        selection["include"],
+        best_step=best,
+    )
+
+
+def benchmark_results(run):
+    """(task, step) -> the evaluation file of every selected checkpoint of the run."""
+    steps = evaluated_steps(run)
+    return {
+        (task, step): stage.path(f"step{step}.json")
+        for task, stage in run.evaluate.items()
+        for step in steps
+    }
+
+
+def collect_benchmarks_params(wildcards):
+    run = run_of("benchmarks", wildcards)
+    return {
+        "run": run.name,
+        "width": run.width,
+        "seed": run.seed,
+        "manifest": manifest_of(run),
+        "results": list(benchmark_results(run).values()),
     }

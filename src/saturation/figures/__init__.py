@@ -7,6 +7,7 @@ the report shows them.
 FIGURES: dict[str, str] = {
     "loss_curve": "metrics",  # paper Fig. 1a
     "anisotropy_depth": "metrics",  # Fig. 2
+    "benchmark_perplexity": "metrics",  # Fig. 3
     "spectrum_heatmap": "spectra",  # Fig. 4
     "singular_entropy": "metrics",  # Fig. 5
 }

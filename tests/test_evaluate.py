@@ -1,0 +1,327 @@
+"""Benchmark evaluation through lm-evaluation-harness, offline, on the tiny trained checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from saturation import evaluate
+from saturation.tasks import SAMPLES_DIR
+
+# The split lm-eval scores for each standard task (piqa's test split has no labels).
+SCORED_SPLIT = {"piqa": "validation"}
+# The only fields in which an override may differ from the built-in task (besides metadata).
+DATASET_KEYS = (
+    "dataset_path", "dataset_name", "dataset_kwargs",
+    "training_split", "validation_split", "test_split",
+)  # fmt: skip
+EXPECTED_METRICS = {
+    "lambada_openai": {"acc", "perplexity"},
+    "wikitext": {"word_perplexity"},
+    "sciq": {"acc"},
+    "arc_easy": {"acc"},
+    "piqa": {"acc"},
+    "storycloze_2016": {"acc"},
+}
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hub access, and `datasets`' cache of the JSON builds kept out of the home folder."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(
+        datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.getbasetemp() / "hf-datasets"
+    )
+
+
+@pytest.fixture(scope="session")
+def test_split(tiny_data: dict[str, Path]) -> Path:
+    return tiny_data["tokenizer"].parent / "corpus" / "test.jsonl"
+
+
+@pytest.fixture(scope="session")
+def heldout_tasks(tmp_path_factory: pytest.TempPathFactory, test_split: Path) -> Path:
+    out = tmp_path_factory.mktemp("heldout") / "tasks"
+    evaluate.build_offline_tasks(test_split, out, n_cloze=12, n_docs=3)
+    return out
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tiny_run: Path) -> Path:
+    return tiny_run / "checkpoints" / "step12"
+
+
+# ---------------------------------------------------------------------------- held-out items
+
+
+def test_cloze_passages_are_disjoint_verbatim_slices() -> None:
+    text = " ".join(f"w{i} verse ends here." for i in range(40))
+    passages = evaluate.cloze_passages(text, context_words=10)
+    assert len(passages) > 5
+    position = 0
+    for context, target in passages:
+        assert target == "here" and len(context.split()) == 10
+        found = text.index(f"{context} {target}", position)  # verbatim, in reading order
+        position = found + len(context)  # the next passage starts after this one
+
+
+def test_items_are_deterministic_and_independent_of_document_order(
+    tmp_path: Path, test_split: Path
+) -> None:
+    lines = test_split.read_text().splitlines(keepends=True)
+    shuffled = tmp_path / "shuffled.jsonl"
+    shuffled.write_text("".join(reversed(lines)))
+    outputs = {}
+    for name, split, seed in [("a", test_split, 0), ("b", shuffled, 0), ("c", test_split, 1)]:
+        paths = evaluate.build_offline_tasks(
+            split, tmp_path / name, n_cloze=10, n_docs=3, seed=seed
+        )
+        assert set(paths) == {evaluate.CLOZE_TASK, evaluate.PERPLEXITY_TASK}
+        outputs[name] = {t: p.with_suffix(".jsonl").read_text() for t, p in paths.items()}
+    assert outputs["a"] == outputs["b"]
+    assert outputs["a"] != outputs["c"]
+
+    texts = {json.loads(line)["id"]: json.loads(line)["text"] for line in lines}
+    items = [json.loads(line) for line in outputs["a"][evaluate.CLOZE_TASK].splitlines()]
+    assert len(items) == 10 and len({item["doc_id"] for item in items}) > 1
+    for item in items:
+        assert f"{item['context']} {item['target']}" in texts[item["doc_id"]]
+
+
+def test_offline_task_folder_is_never_overwritten(tmp_path: Path, test_split: Path) -> None:
+    evaluate.build_offline_tasks(test_split, tmp_path / "tasks", n_cloze=2, n_docs=1)
+    with pytest.raises(FileExistsError):
+        evaluate.build_offline_tasks(test_split, tmp_path / "tasks", n_cloze=2, n_docs=1)
+
+
+# ---------------------------------------------------------------------------- lm-eval vs a manual pass
+
+
+def _manual_loglikelihood(model, ids: list[int], n_scored: int) -> tuple[float, bool]:
+    """Sum of log-softmax of the last `n_scored` ids, each given everything before it, and
+    whether each of them is the argmax (lm-eval's `is_greedy`)."""
+    import torch
+
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ids[:-1]])).logits[0, -n_scored:].double()
+    targets = torch.tensor(ids[-n_scored:])
+    logprobs = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])
+    return logprobs.sum().item(), bool((logits.argmax(-1) == targets).all())
+
+
+def _manual_rolling(model, tokens: list[int], prefix: int, max_length: int) -> float:
+    """HFLM's rolling loglikelihood: disjoint windows of `max_length`, a prefix token first."""
+    sequence = [prefix, *tokens]  # sequence[i + 1] == tokens[i]
+    total = 0.0
+    for start in range(0, len(tokens), max_length):
+        end = min(start + max_length, len(tokens))
+        window = sequence[max(0, end - max_length) : end + 1]
+        total += _manual_loglikelihood(model, window, end - start)[0]
+    return total
+
+
+def test_lm_eval_loglikelihoods_match_a_manual_forward_pass(
+    heldout_tasks: Path, checkpoint: Path
+) -> None:
+    lm = evaluate.load_lm(checkpoint, batch_size=4)
+    output = evaluate.run_tasks(
+        lm,
+        [heldout_tasks],
+        [evaluate.CLOZE_TASK, evaluate.PERPLEXITY_TASK],
+        limit=3,
+        log_samples=True,
+    )
+    model, tokenizer, max_length = lm.model, lm.tokenizer, lm.max_length
+    assert [len(output["samples"][task]) for task in output["samples"]] == [3, 3]
+    assert max_length == model.config.max_position_embeddings == 16
+
+    for sample in output["samples"][evaluate.CLOZE_TASK]:
+        ((context, continuation),) = sample["arguments"]
+        assert continuation == " " + sample["doc"]["target"]
+        # No BOS is prepended (GPT-NeoX tokenizers add none); context and continuation encode
+        # separately to the same ids as lm-eval's split of the whole string.
+        context_ids = tokenizer.encode(context)
+        continuation_ids = tokenizer.encode(continuation)
+        assert context_ids == tokenizer.encode(context, add_special_tokens=False)
+        assert tokenizer.encode(context + continuation) == context_ids + continuation_ids
+        ids = (context_ids + continuation_ids)[-(max_length + 1) :]  # left-truncated as HFLM
+        ((loglikelihood, is_greedy),) = sample["resps"][0]
+        expected, greedy = _manual_loglikelihood(model, ids, len(continuation_ids))
+        assert loglikelihood == pytest.approx(expected, abs=1e-4)
+        assert is_greedy == greedy
+
+    for sample in output["samples"][evaluate.PERPLEXITY_TASK]:
+        ((text,),) = sample["arguments"]
+        tokens = tokenizer.encode(text)
+        assert len(tokens) > 2 * max_length  # several windows
+        expected = _manual_rolling(model, tokens, tokenizer.eos_token_id, max_length)
+        assert sample["resps"][0][0] == pytest.approx(expected, abs=1e-4)
+
+
+def test_results_do_not_depend_on_batch_size(heldout_tasks: Path, checkpoint: Path) -> None:
+    tasks = [evaluate.CLOZE_TASK, evaluate.PERPLEXITY_TASK]
+    by_batch = {
+        size: evaluate.evaluate_checkpoint(checkpoint, [heldout_tasks], tasks, batch_size=size)
+        for size in (1, 8)
+    }
+    assert set(by_batch[1][evaluate.CLOZE_TASK]) == {
+        "acc", "acc_stderr", "perplexity", "perplexity_stderr"
+    }  # fmt: skip
+    assert set(by_batch[1][evaluate.PERPLEXITY_TASK]) == {
+        "word_perplexity", "byte_perplexity", "bits_per_byte"
+    }  # fmt: skip
+    for task in tasks:
+        for metric, value in by_batch[1][task].items():
+            assert by_batch[8][task][metric] == pytest.approx(value, rel=1e-4, abs=1e-4), metric
+
+
+# ---------------------------------------------------------------------------- standard tasks
+
+
+def _write_overrides(out_dir: Path) -> list[str]:
+    for task in EXPECTED_METRICS:
+        split = SCORED_SPLIT.get(task, "test")
+        evaluate.standard_task_override(task, {split: str(SAMPLES_DIR / f"{task}.jsonl")}, out_dir)
+    return list(EXPECTED_METRICS)
+
+
+def test_standard_overrides_evaluate_on_the_sample_items(tmp_path: Path, checkpoint: Path) -> None:
+    tasks = _write_overrides(tmp_path)
+    # 64 tokens: some sample answers are longer than the tiny model's 16-token context.
+    results = evaluate.evaluate_checkpoint(checkpoint, [tmp_path], tasks, limit=3, max_length=64)
+    assert set(results) == set(tasks)
+    for task, metrics in EXPECTED_METRICS.items():
+        assert metrics <= set(results[task]), task
+        assert all(math.isfinite(results[task][metric]) for metric in metrics)
+    rows = evaluate.evaluation_rows(results)
+    assert {"metric": "sciq/acc", "value": results["sciq"]["acc"],
+            "stderr": results["sciq"]["acc_stderr"]} in rows  # fmt: skip
+
+
+def test_parquet_data_give_the_same_results_as_jsonl(tmp_path: Path, checkpoint: Path) -> None:
+    import pandas as pd
+
+    jsonl = SAMPLES_DIR / "piqa.jsonl"
+    parquet = tmp_path / "piqa.parquet"
+    pd.read_json(jsonl, lines=True).to_parquet(parquet)
+    results = []
+    for name, data in [("jsonl", jsonl), ("parquet", parquet)]:
+        path = evaluate.standard_task_override("piqa", {"validation": str(data)}, tmp_path / name)
+        assert yaml.safe_load(path.read_text())["dataset_path"] == name.removesuffix("l")
+        results.append(
+            evaluate.evaluate_checkpoint(checkpoint, [tmp_path / name], ["piqa"], max_length=64)
+        )
+    assert results[0] == results[1]
+
+
+def _comparable(config: dict) -> dict:
+    """A task config without its dataset fields, functions as their dotted names."""
+    return {
+        key: f"{value.__module__}.{value.__name__}" if callable(value) else value
+        for key, value in config.items()
+        if key not in (*DATASET_KEYS, "metadata")
+    } | {"version": config["metadata"]["version"]}
+
+
+def test_standard_overrides_copy_the_builtin_task(tmp_path: Path) -> None:
+    import lm_eval.tasks
+    from lm_eval.tasks._yaml_loader import load_yaml  # what TaskManager reads YAML with
+
+    _write_overrides(tmp_path)
+    builtin_root = Path(lm_eval.tasks.__file__).parent
+    for task, relative in evaluate.STANDARD_TASKS.items():
+        ours = load_yaml(tmp_path / f"{task}.yaml")
+        assert ours["dataset_path"] == "json" and ours["dataset_name"] is None
+        assert _comparable(ours) == _comparable(load_yaml(builtin_root / relative)), task
+
+
+def test_standard_override_checks_its_splits(tmp_path: Path) -> None:
+    sample = str(SAMPLES_DIR / "piqa.jsonl")
+    with pytest.raises(ValueError, match="'validation'"):
+        evaluate.standard_task_override("piqa", {"test": sample}, tmp_path)
+    with pytest.raises(ValueError, match="JSON/JSONL or all Parquet"):
+        evaluate.standard_task_override("piqa", {"validation": "piqa.csv"}, tmp_path)
+    with pytest.raises(ValueError, match="unknown standard task"):
+        evaluate.standard_task_override("hellaswag", {"test": sample}, tmp_path)
+    path = evaluate.standard_task_override(
+        "storycloze", {"test": str(SAMPLES_DIR / "storycloze_2016.jsonl")}, tmp_path
+    )
+    assert path == tmp_path / "storycloze_2016.yaml"
+
+
+def test_unknown_task_names_fail_before_evaluation(heldout_tasks: Path, checkpoint: Path) -> None:
+    with pytest.raises(ValueError, match="sciq"):
+        evaluate.evaluate_checkpoint(checkpoint, [heldout_tasks], ["sat_cloze", "sciq"])
+
+
+# ---------------------------------------------------------------------------- results and selection
+
+
+def test_tidy_results_and_rows() -> None:
+    raw = {
+        "t": {
+            "alias": "t", "name": "t", "sample_len": 4, "acc,none": 0.5,
+            "acc_stderr,none": 0.25, "word_perplexity,none": 12.0,
+            "word_perplexity_stderr,none": "N/A", "exact_match,strict-match": 1.0,
+        }
+    }  # fmt: skip
+    tidy = evaluate.tidy_results(raw)
+    assert tidy == {
+        "t": {
+            "acc": 0.5,
+            "acc_stderr": 0.25,
+            "word_perplexity": 12.0,
+            "exact_match_strict-match": 1.0,
+        }
+    }
+    rows = evaluate.evaluation_rows(tidy)
+    assert [row["metric"] for row in rows] == [
+        "t/acc", "t/exact_match_strict-match", "t/word_perplexity"
+    ]  # fmt: skip
+    assert rows[0]["stderr"] == 0.25 and math.isnan(rows[2]["stderr"])
+
+
+STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 100, 200, 300, 400]
+
+
+@pytest.mark.parametrize(
+    ("every_k", "last_n", "include", "best_step", "expected"),
+    [
+        (None, None, [], None, [400]),
+        (4, None, [], None, [0, 8, 100, 400]),
+        (None, 3, [], None, [200, 300, 400]),
+        (None, None, ["best", "final", "64"], 100, [64, 100, 400]),
+        (1, None, [], None, STEPS),
+    ],
+)
+def test_select_checkpoints(
+    every_k: int | None,
+    last_n: int | None,
+    include: list[str],
+    best_step: int | None,
+    expected: list[int],
+) -> None:
+    selected = evaluate.select_checkpoints(STEPS[::-1], every_k, last_n, include, best_step)
+    assert selected == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"include": ["best"]}, "best_step"),
+        ({"include": ["best"], "best_step": 7}, "not a harvested"),
+        ({"include": ["latest"]}, "not 'final'"),
+        ({"every_k": 0}, "at least 1"),
+    ],
+)
+def test_select_checkpoints_rejects(kwargs: dict, message: str) -> None:
+    arguments = {"every_k": None, "last_n": None, "include": []} | kwargs
+    with pytest.raises(ValueError, match=message):
+        evaluate.select_checkpoints(STEPS, **arguments)
