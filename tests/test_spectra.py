@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from saturation.spectra import effective_rank, singular_entropy, singular_values
+from saturation.spectra import effective_rank, singular_entropy, singular_values, w_error
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -41,3 +41,21 @@ def test_scale_invariant_and_rejects_garbage() -> None:
         singular_entropy(np.zeros(3))
     with pytest.raises(ValueError):
         effective_rank(np.array([1.0, -1.0]))
+
+
+@pytest.mark.parametrize("rank", [0, 1, 5, 12, 24])
+def test_w_error_is_the_best_rank_d_approximation_error(rank: int) -> None:
+    rng = np.random.default_rng(rank)
+    matrix = rng.normal(size=(60, 24)) @ rng.normal(size=(24, 24))
+    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    best = (u[:, :rank] * s[:rank]) @ vt[:rank]  # Eckart–Young: truncated SVD
+    expected = np.linalg.norm(matrix - best, "fro") / np.linalg.norm(matrix, "fro")
+    assert w_error(singular_values(matrix), rank) == pytest.approx(expected, abs=1e-10)
+
+
+def test_w_error_bounds() -> None:
+    sigma = np.array([3.0, 2.0, 1.0])
+    assert w_error(sigma, 0) == pytest.approx(1.0)
+    assert w_error(sigma, 3) == 0.0
+    with pytest.raises(ValueError):
+        w_error(np.zeros(3), 1)

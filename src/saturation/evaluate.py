@@ -23,11 +23,13 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from saturation import corpus
 from saturation.io import atomic_path, sha256_file, write_text_atomic
 
 CLOZE_TASK = "sat_cloze"
@@ -73,10 +75,8 @@ def _rank(seed: int, key: str) -> str:
 
 def read_documents(split_jsonl: Path) -> list[dict[str, str]]:
     """The `{"id", "source", "text"}` records of a corpus split; ids must be unique."""
-    with open(split_jsonl, encoding="utf-8") as handle:
-        documents = [json.loads(line) for line in handle if line.strip()]
-    ids = [doc["id"] for doc in documents]
-    if len(set(ids)) != len(ids):
+    documents = [asdict(doc) for doc in corpus.read_documents(Path(split_jsonl))]
+    if len({doc["id"] for doc in documents}) != len(documents):
         raise ValueError(f"{split_jsonl}: document ids are not unique")
     return documents
 

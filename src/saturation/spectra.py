@@ -53,3 +53,15 @@ def load_head(checkpoint_dir: str | Path, n_rows: int | None = None) -> np.ndarr
                     head = handle.get_tensor(key)
                     return head[:n_rows] if n_rows is not None else head
     raise KeyError(f"{checkpoint_dir}: none of {HEAD_KEYS} in its safetensors files")
+
+
+def w_error(sigma: np.ndarray, rank: int) -> float:
+    """Relative Frobenius error of the best rank-`rank` approximation (Eckart–Young–Mirsky):
+    ‖σ_{rank+1:}‖₂ / ‖σ‖₂, with ‖σ‖₂ = ‖M‖_F. SCIENCE.md §3."""
+    sigma = np.sort(np.asarray(sigma, dtype=np.float64))[::-1]
+    if rank < 0:
+        raise ValueError(f"rank must be non-negative, got {rank}")
+    total = np.linalg.norm(sigma)
+    if total == 0:
+        raise ValueError("W-error of a zero matrix is undefined")
+    return float(np.linalg.norm(sigma[rank:]) / total)
