@@ -74,14 +74,13 @@ def final_outputs():
     tokens = [PLAN.tokens.path(f"{split}.bin") for split in ("train", "val", "test")]
     widest_first = sorted(PLAN.runs.values(), key=lambda run: -run.width)
     manifests = [run.harvest.path("manifest.csv") for run in widest_first]
-    figures = [PLAN.figures.path(f"{f}.{ext}") for f in PLOTTED for ext in ("png", "pdf")]
     tables = [PLAN.tables.path(f"{kind}.{ext}") for kind in TABLES for ext in ("csv", "parquet")]
     tables += [
         PLAN.tables.path(f"{name}.{ext}")
         for name in ("summary", "benchmarks")
         for ext in ("csv", "md")
     ]
-    return [*tokens, *manifests, *tables, *figures]
+    return [*tokens, *manifests, *tables, *rules.figures.input]
 
 
 def checkpoint_weights(wildcards, run=None):

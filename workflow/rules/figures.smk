@@ -18,3 +18,8 @@ rule plot_figure:
         ENV
     script:
         "../scripts/plot_figure.py"
+
+
+rule figures:
+    input:
+        [PLAN.figures.path(f"{figure}.{ext}") for figure in PLOTTED for ext in ("png", "pdf")],
