@@ -11,6 +11,7 @@ import torch
 from transformers import AutoTokenizer, GPTNeoXForCausalLM
 
 from saturation.checkpoints import list_checkpoint_dirs
+from saturation.model import parameter_count
 from saturation.train import TokenBatches, TrainingStopped
 from tests.conftest import train_tiny
 
@@ -44,6 +45,8 @@ def test_checkpoints_on_schedule_and_loadable(tiny_run: Path, tiny_data: dict) -
     assert model.config.use_parallel_residual and not model.config.tie_word_embeddings
     assert model.config.rope_parameters["partial_rotary_factor"] == 0.25
     assert model.config.vocab_size % 128 == 0 and model.config.vocab_size >= len(tokenizer)
+    expected = parameter_count(16, 1, model.config.vocab_size)  # SCIENCE.md §4's formula
+    assert sum(p.numel() for p in model.parameters()) == expected
     ids = tokenizer("In the beginning", return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.isfinite(model(ids).logits).all()

@@ -6,8 +6,8 @@ The model is the stock `transformers` GPTNeoXForCausalLM so every checkpoint loa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch and transformers are heavy; import them only where a model is built
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
@@ -29,9 +29,6 @@ class ModelShape:
     @property
     def head_dim(self) -> int:
         return self.width // self.heads
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def padded_vocab(n_tokens: int, multiple: int) -> int:
