@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +18,7 @@ from transformers import AutoTokenizer, GPTNeoXForCausalLM
 from saturation.checkpoints import list_checkpoint_dirs
 from saturation.model import parameter_count
 from saturation.train import TokenBatches, TrainingStopped
-from tests.conftest import train_tiny
+from tests.conftest import ROOT, tiny_recipe, train_tiny
 
 
 def test_data_order_is_a_pure_function_of_seed_and_step() -> None:
@@ -81,3 +86,37 @@ def test_resume_is_bit_identical(tiny_run: Path, tiny_data: dict, tmp_path: Path
         json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
     ]
     assert steps == [2, 4, 6, 8, 10, 12]  # no duplicated log lines after the resume
+
+
+def test_sigterm_checkpoints_at_a_random_step_and_resumes_exactly(
+    tiny_data: dict, tmp_path: Path
+) -> None:
+    """What SLURM does before a time limit or a preemption: SIGTERM, then a requeued rerun."""
+    recipe = tiny_recipe(steps=1500)
+    interrupted, reference = tmp_path / "interrupted", tmp_path / "reference"
+    driver = (
+        "import json, sys; from pathlib import Path; from tests.conftest import train_tiny; "
+        "train_tiny(Path(sys.argv[1]), {k: Path(v) for k, v in json.loads(sys.argv[2]).items()}, "
+        "json.loads(sys.argv[3]))"
+    )
+    data = json.dumps({k: str(v) for k, v in tiny_data.items()})
+    job = subprocess.Popen(
+        [sys.executable, "-c", driver, str(interrupted), data, json.dumps(recipe)], cwd=ROOT,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    while not (interrupted / "checkpoints" / "step8" / "checkpoint.json").exists():
+        assert job.poll() is None, job.stderr.read()
+        time.sleep(0.01)
+    time.sleep(random.uniform(0.0, 0.5))  # a random step past the last scheduled checkpoint
+    job.send_signal(signal.SIGTERM)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode != 0 and "TrainingStopped" in stderr
+    assert not (interrupted / "train.json").exists()
+    stopped_at = max(step for step, _ in list_checkpoint_dirs(interrupted / "checkpoints"))
+    assert 8 < stopped_at < 1500, f"stopped at step {stopped_at}"
+
+    summary = train_tiny(interrupted, tiny_data, recipe)
+    assert summary["resumed_from"] == stopped_at
+    train_tiny(reference, tiny_data, recipe)
+    final = "checkpoints/step1500/model.safetensors"
+    assert (interrupted / final).read_bytes() == (reference / final).read_bytes()

@@ -12,7 +12,9 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -72,7 +74,37 @@ class Runtime:
     threads: int | None = None
     log_every: int = 10
     progress: bool = True
-    stop_at_step: int | None = None  # checkpoint there and stop, resumable (time-sliced jobs)
+    stop_at_step: int | None = None  # checkpoint there and stop, resumable (as on SIGTERM)
+
+
+class StopSignals:
+    """SIGTERM and SIGUSR1 (SLURM's warning before a time limit or a preemption) ask the loop to
+    checkpoint at the step it is on and stop, instead of dying between checkpoints."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if (
+            threading.current_thread() is threading.main_thread()
+        ):  # signals reach the main thread only
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._record)
+        return self
+
+    def _record(self, signum: int, _frame: Any) -> None:
+        self.received = signum
+        log.warning(
+            "received %s: checkpointing at the current step, then stopping",
+            signal.Signals(signum).name,
+        )
+
+    def __exit__(self, *_exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 class TrainingStopped(RuntimeError):
@@ -326,6 +358,7 @@ def train_run(
     with (
         open(run.live_metrics, "a") as metrics,
         _progress(cfg.steps, start_step, runtime.progress) as bar,
+        StopSignals() as signals,
     ):
         for update in range(start_step, cfg.steps):
             lr = learning_rate(update, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
@@ -357,9 +390,12 @@ def train_run(
                 bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 window_loss.zero_()
                 window_steps, window_start = 0, time.perf_counter()
-            if step in schedule or step == runtime.stop_at_step:
+            stopping = step < cfg.steps and (
+                step == runtime.stop_at_step or signals.received is not None
+            )
+            if step in schedule or stopping:
                 save_checkpoint(run, model, optimizer, tokenizer, step, tokens_seen)
-            if step == runtime.stop_at_step and step < cfg.steps:
+            if stopping:
                 raise TrainingStopped(step)
 
     entries = ckpt.harvest(run.checkpoints, sorted(schedule))
