@@ -14,6 +14,8 @@ from saturation.anisotropy import AnisotropyMeter
 from saturation.io import atomic_path, write_json_atomic
 from saturation.tokens import open_tokens, read_header
 
+SIGMA_FILE = "singular_values.npy"  # the raw spectrum, beside each checkpoint's metrics.json
+
 
 def heldout_windows(tokens: np.ndarray, seq_len: int, n_tokens: int) -> np.ndarray:
     """A fixed sample of `seq_len + 1`-token windows spread evenly over the held-out split.

@@ -28,6 +28,11 @@ def _series(run: pd.DataFrame, metric: str) -> pd.Series:
     return series
 
 
+def best_step(run: pd.DataFrame) -> int:
+    """The checkpoint of lowest held-out loss in one run's tidy rows (ties: the earliest)."""
+    return int(_series(run, "val_loss").idxmin())
+
+
 def first_step_after_minimum(series: pd.Series, exceeds: float) -> float:
     """The first step after the series' minimum whose value is above `exceeds` (NaN if none)."""
     after = series.loc[series.idxmin() :].iloc[1:]
@@ -39,13 +44,13 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
     loss = _series(run, "val_loss")
     kl = _series(run, "singular_entropy")
     anisotropy = _series(run, "anisotropy_last")
-    best_step, final_step = int(loss.idxmin()), int(loss.index[-1])
+    best, final_step = best_step(run), int(loss.index[-1])
     excess = loss.iloc[-1] - loss.min()
     return {
         "run": run["run"].iloc[0],
         "width": int(run["width"].iloc[0]),
         "seed": int(run["seed"].iloc[0]),
-        "best_step": best_step,
+        "best_step": best,
         "best_loss": float(loss.min()),
         "final_step": final_step,
         "final_loss": float(loss.iloc[-1]),
@@ -81,8 +86,7 @@ def best_vs_final(metrics: pd.DataFrame) -> pd.DataFrame:
     checkpoint of each run (NaN where that checkpoint was not evaluated)."""
     rows = []
     for _, run in metrics.groupby("run", sort=False):
-        loss = _series(run, "val_loss")
-        best, final = int(loss.idxmin()), int(loss.index[-1])
+        best, final = best_step(run), int(_series(run, "val_loss").index[-1])
         benchmarks = run[run["metric"].str.contains("/", regex=False)]
         for metric, values in benchmarks.groupby("metric"):
             rows.append({

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from saturation.analysis import SIGMA_FILE
 from saturation.checkpoints import read_manifest
 from saturation.io import atomic_path
 
 RUN_COLUMNS = ["run", "width", "seed", "step", "tokens"]
 TIDY_COLUMNS = [*RUN_COLUMNS, "metric", "value", "stderr"]
 SPECTRUM_COLUMNS = [*RUN_COLUMNS, "rank", "sigma"]
-SIGMA_FILE = "singular_values.npy"  # written beside each checkpoint's metrics.json
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ rule analyze_checkpoint:
         val_header=PLAN.tokens.path("val.json"),
     output:
         metrics=f"{RESULTS}/analyze/{{analyze_id}}/step{{step}}/metrics.json",
-        sigma=f"{RESULTS}/analyze/{{analyze_id}}/step{{step}}/singular_values.npy",
+        sigma=f"{RESULTS}/analyze/{{analyze_id}}/step{{step}}/{SIGMA_FILE}",
     log:
         f"{LOGS}/analyze_checkpoint/{{analyze_id}}-step{{step}}.log",
     group:

@@ -2,9 +2,10 @@
 import sys
 from pathlib import Path
 
+from saturation.analysis import SIGMA_FILE
 from saturation.config import ConfigError, validate_config
 from saturation.corpus import CorpusError
-from saturation.figures import FIGURES
+from saturation.figures import FIGURES, WORD_PERPLEXITY_METRICS
 from saturation.plan import make_plan, write_plan_records
 
 try:
@@ -19,7 +20,7 @@ LOGS = f"{RESULTS}/logs"
 ENV = "../../envs/saturation.yaml"
 TABLES = ["metrics", "spectra"]
 # the benchmark figure needs a word-perplexity task among the evaluated ones
-WORD_PERPLEXITY_TASKS = {"sat_wordperplexity", "wikitext"}
+WORD_PERPLEXITY_TASKS = {metric.split("/")[0] for metric in WORD_PERPLEXITY_METRICS}
 PLOTTED = [
     f
     for f in FIGURES
@@ -94,7 +95,7 @@ def run_measurements(wildcards):
     is analysed while wider runs still train."""
     run = run_of("analyze", wildcards)
     metrics = list(analysis_outputs(run).values())
-    return metrics + [path.replace("metrics.json", "singular_values.npy") for path in metrics]
+    return metrics + [str(Path(path).with_name(SIGMA_FILE)) for path in metrics]
 
 
 def collect_run_params(wildcards):
@@ -136,20 +137,20 @@ def evaluation_inputs(wildcards):
     return inputs
 
 
-def best_step(run):
+def lowest_loss_step(run):
     """The run's lowest held-out loss step, read from its collected table (a checkpoint rule)."""
-    import pandas as pd
+    from saturation.summary import best_step
+    from saturation.tables import read_tidy_table
 
-    table = str(checkpoints.collect_run.get(analyze_id=run.analyze.id).output.metrics)
-    loss = pd.read_csv(table).query("metric == 'val_loss'").set_index("step")["value"]
-    return int(loss.idxmin())
+    table = checkpoints.collect_run.get(analyze_id=run.analyze.id).output.metrics
+    return best_step(read_tidy_table(str(table)))
 
 
 def evaluated_steps(run):
     from saturation.evaluate import select_checkpoints
 
-    selection = config["evaluation"]["checkpoints"]
-    best = best_step(run) if "best" in selection["include"] else None
+    selection = run.benchmarks.recipe["checkpoints"]
+    best = lowest_loss_step(run) if "best" in selection["include"] else None
     return select_checkpoints(
         sorted(harvested_steps(run)),
         selection["every_k"],

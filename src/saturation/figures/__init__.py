@@ -11,3 +11,6 @@ FIGURES: dict[str, str] = {
     "spectrum_heatmap": "spectra",  # Fig. 4
     "singular_entropy": "metrics",  # Fig. 5
 }
+
+# Fig. 3's y axis, in order of preference: WikiText's word perplexity, else the held-out analogue
+WORD_PERPLEXITY_METRICS = ("wikitext/word_perplexity", "sat_wordperplexity/word_perplexity")

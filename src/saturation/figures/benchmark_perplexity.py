@@ -12,16 +12,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from saturation.figures import style
-
-# WikiText's word perplexity when evaluated, else the held-out analogue
-CANDIDATES = ("wikitext/word_perplexity", "sat_wordperplexity/word_perplexity")
+from saturation.figures import WORD_PERPLEXITY_METRICS, style
 
 
 def perplexity_with_anisotropy(table: pd.DataFrame) -> tuple[str, pd.DataFrame]:
-    metric = next((m for m in CANDIDATES if (table["metric"] == m).any()), None)
+    metric = next((m for m in WORD_PERPLEXITY_METRICS if (table["metric"] == m).any()), None)
     if metric is None:
-        raise ValueError(f"the tidy table has none of the metrics {CANDIDATES}")
+        raise ValueError(f"the tidy table has none of the metrics {WORD_PERPLEXITY_METRICS}")
     keys = ["run", "width", "step"]
     ppl = table[table["metric"] == metric][[*keys, "value"]]
     aniso = table[table["metric"] == "anisotropy_last"][[*keys, "value"]]
