@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,10 +83,26 @@ def train_tiny(
 ) -> dict:
     from saturation.train import train_from_recipe
 
+    options = {"device": "cpu", "threads": 1, "log_every": 2, "progress": False} | runtime
     return train_from_recipe(
         recipe or tiny_recipe(), run_dir, data["train"], data["tokenizer"],
-        run_dir / "metrics.jsonl", run_dir / "train.json", device="cpu", threads=1,
-        log_every=2, progress=False, **runtime,
+        run_dir / "metrics.jsonl", run_dir / "train.json", **options,
+    )  # fmt: skip
+
+
+def start_training(
+    run_dir: Path, data: dict[str, Path], recipe: dict, **runtime: object
+) -> subprocess.Popen[str]:
+    """`train_tiny` in a child process, so a test can signal it as SLURM would."""
+    driver = (
+        "import json, sys; from pathlib import Path; from tests.conftest import train_tiny; "
+        "train_tiny(Path(sys.argv[1]), {k: Path(v) for k, v in json.loads(sys.argv[2]).items()}, "
+        "json.loads(sys.argv[3]), **json.loads(sys.argv[4]))"
+    )
+    paths = json.dumps({k: str(v) for k, v in data.items()})
+    return subprocess.Popen(
+        [sys.executable, "-c", driver, str(run_dir), paths, json.dumps(recipe), json.dumps(runtime)],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 

@@ -46,6 +46,10 @@ BAD_CONFIGS = {
         {"evaluation": {"checkpoints": {"include": ["final", "333"]}}},
         "evaluation.checkpoints.include[1]: step 333 is not a checkpoint step",
     ),
+    "batch that does not split over the GPUs": (
+        {"widths": [{"width": 32, "gpus": 3}]},
+        "widths[0]: train.batch_size 16 does not split evenly over 3 data-parallel GPUs",
+    ),
     "width listed twice": (
         {"widths": [{"width": 32}, {"width": 32}]},
         "widths[1].width: 32 is already listed at widths[0]",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from transformers import AutoTokenizer, GPTNeoXForCausalLM
 from saturation.checkpoints import list_checkpoint_dirs
 from saturation.model import parameter_count
 from saturation.train import TokenBatches, TrainingStopped
-from tests.conftest import ROOT, tiny_recipe, train_tiny
+from tests.conftest import start_training, tiny_recipe, train_tiny
 
 
 def test_data_order_is_a_pure_function_of_seed_and_step() -> None:
@@ -94,16 +92,7 @@ def test_sigterm_checkpoints_at_a_random_step_and_resumes_exactly(
     """What SLURM does before a time limit or a preemption: SIGTERM, then a requeued rerun."""
     recipe = tiny_recipe(steps=1500)
     interrupted, reference = tmp_path / "interrupted", tmp_path / "reference"
-    driver = (
-        "import json, sys; from pathlib import Path; from tests.conftest import train_tiny; "
-        "train_tiny(Path(sys.argv[1]), {k: Path(v) for k, v in json.loads(sys.argv[2]).items()}, "
-        "json.loads(sys.argv[3]))"
-    )
-    data = json.dumps({k: str(v) for k, v in tiny_data.items()})
-    job = subprocess.Popen(
-        [sys.executable, "-c", driver, str(interrupted), data, json.dumps(recipe)], cwd=ROOT,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    job = start_training(interrupted, tiny_data, recipe)
     while not (interrupted / "checkpoints" / "step8" / "checkpoint.json").exists():
         assert job.poll() is None, job.stderr.read()
         time.sleep(0.01)

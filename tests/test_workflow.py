@@ -3,6 +3,7 @@ content addressing (no-op reruns, exact partial reruns, kill-and-resume) checked
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -136,7 +137,8 @@ def test_one_learning_rate_change_reruns_one_subtree(
     before = snapshot(results)
     old_ids = {stage: stage_ids(results, stage) for stage in ("pretrain", "harvest", "analyze")}
     widths = yaml.safe_load(MICRO.read_text())["widths"]
-    widths[1] = widths[1] | {"lr": 5e-4}
+    # gpus: 2 trains it data parallel (torchrun, 2 CPU processes here); how it runs is no recipe
+    widths[1] = widths[1] | {"lr": 5e-4, "gpus": 2}
     changed = write_config(tmp_path / "lr.yaml", {"widths": widths})
 
     done = snakemake(workdir, "--configfile", str(MICRO), str(changed))
@@ -148,11 +150,17 @@ def test_one_learning_rate_change_reruns_one_subtree(
     assert {"build_corpus", "train_tokenizer", "tokenize"}.isdisjoint(ran)
     for stage, ids in old_ids.items():
         assert len(stage_ids(results, stage) - ids) == 1, f"{stage}: exactly one new id"
+    (new_run,) = stage_ids(results, "pretrain") - old_ids["pretrain"]
+    summary = json.loads((results / "pretrain" / new_run / "train.json").read_text())
+    assert "data parallel over 2 processes" in summary["speed_path"]["notes"]
     after = snapshot(results)
     touched = [p for p, mtime in before.items() if after.get(p) != mtime]
     assert not touched, f"finished results were rewritten: {touched[:5]}"
 
-    reverted = snakemake(workdir, "--configfile", str(MICRO))
+    widths = yaml.safe_load(MICRO.read_text())["widths"]
+    widths[1] = widths[1] | {"gpus": 2}  # the old lr: the old ids, however many GPUs
+    reverted_lr = write_config(tmp_path / "reverted.yaml", {"widths": widths})
+    reverted = snakemake(workdir, "--configfile", str(MICRO), str(reverted_lr))
     assert "Nothing to be done" in reverted.stdout + reverted.stderr
 
 

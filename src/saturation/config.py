@@ -89,6 +89,16 @@ def resolve_shape(entry: Mapping[str, Any], model: Mapping[str, Any]) -> dict[st
     return {"width": width, "layers": entry.get("layers", model["layers"]), "heads": heads}
 
 
+def training_processes(gpus: int) -> int:
+    """How many processes train a run: one per GPU asked for, at least one."""
+    return max(1, gpus)
+
+
+def gpus_of(entry: Mapping[str, Any], runtime: Mapping[str, Any]) -> int:
+    """GPUs a width's pretraining job asks for: its own `gpus`, else runtime.train_gpus."""
+    return entry.get("gpus", runtime["train_gpus"])
+
+
 def _check_widths(config: Mapping[str, Any]) -> None:
     model = config["model"]
     seen: dict[int, int] = {}
@@ -101,6 +111,12 @@ def _check_widths(config: Mapping[str, Any]) -> None:
         seen[width] = i
         if width % heads:
             raise ConfigError(f"{where}: width {width} is not divisible by heads {heads}")
+        processes = training_processes(gpus_of(entry, config["runtime"]))
+        if config["train"]["batch_size"] % processes:
+            raise ConfigError(
+                f"{where}: train.batch_size {config['train']['batch_size']} does not split evenly "
+                f"over {processes} data-parallel GPUs (gpus / runtime.train_gpus)"
+            )
         rotary_dims = int(width // heads * model["rotary_pct"])
         if rotary_dims < 2 or rotary_dims % 2:
             raise ConfigError(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from saturation.config import resolve_shape
+from saturation.config import gpus_of, resolve_shape
 from saturation.corpus import source_fingerprint
 from saturation.schedule import checkpoint_steps
 
@@ -85,6 +85,7 @@ class RunPlan:
     analyze: Stage
     evaluate: dict[str, Stage]  # task -> its evaluation of this run's checkpoints
     benchmarks: Stage  # every task's results of the run, one table
+    gpus: int = 1  # how the pretrain job runs (never in a recipe): GPUs, data-parallel above 1
 
     @property
     def checkpoint_steps(self) -> list[int]:
@@ -279,8 +280,9 @@ def make_plan(config: dict[str, Any]) -> Plan:
                 results=results,
             )
             runs[name] = RunPlan(
-                name, shape["width"], seed, pretrain, harvest, analyze, evaluate, benchmarks
-            )
+                name, shape["width"], seed, pretrain, harvest, analyze, evaluate, benchmarks,
+                gpus=gpus_of(entry, config["runtime"]),
+            )  # fmt: skip
 
     tables = Stage(
         "tables",

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from saturation import checkpoints as ckpt
+from saturation import distributed
+from saturation.distributed import World
 from saturation.io import atomic_path, write_json_atomic
 from saturation.model import ModelShape, build_model, padded_vocab
 from saturation.schedule import learning_rate
@@ -36,6 +38,7 @@ from saturation.tokens import open_tokens, read_header
 log = logging.getLogger(__name__)
 
 STATE_DIR = "state"
+STOPPED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped on request after a checkpoint; rerun to resume
 CHECKPOINTS_DIR = "checkpoints"
 
 
@@ -315,17 +318,42 @@ def train_run(
     summary_out: Path,
 ) -> dict[str, Any]:
     """Train (or resume) one run to `cfg.steps`, checkpointing on `cfg.checkpoint_steps`."""
-    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one bar per run is ours; no per-save shard bars
     started = time.perf_counter()
+    world = World.from_env()
     run = RunFolder(run_dir)
     run.state.mkdir(parents=True, exist_ok=True)
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
-    device = resolve_device(runtime.device)
+    device = world.device(resolve_device(runtime.device))
+    distributed.init_process_group(world, device)
+    try:
+        return _train(run, shape, cfg, tokens_bin, tokenizer_dir, runtime, world, device,
+                      metrics_out, summary_out, started)  # fmt: skip
+    finally:
+        distributed.destroy_process_group(world)
+
+
+def _train(
+    run: RunFolder,
+    shape: ModelShape,
+    cfg: TrainConfig,
+    tokens_bin: Path,
+    tokenizer_dir: Path,
+    runtime: Runtime,
+    world: World,
+    device: torch.device,
+    metrics_out: Path,
+    summary_out: Path,
+    started: float,
+) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
     speed = choose_speed_path(cfg, device, torch.get_num_threads())
+    if world.parallel:
+        speed.notes.append(f"data parallel over {world.size} processes")
     log.info("speed path: %s", asdict(speed))
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
@@ -339,32 +367,40 @@ def train_run(
     else:
         model = build_model(shape, cfg.seed)
         optimizer = make_optimizer(model, cfg, fused=False)
-    _truncate_metrics(run.live_metrics, start_step)
+    if world.is_main:
+        _truncate_metrics(run.live_metrics, start_step)
 
     model.to(device)
     if speed.fused_adamw:  # rebuild on the device so the fused kernel applies; moments move too
         state = optimizer.state_dict()
         optimizer = make_optimizer(model, cfg, fused=True)
         optimizer.load_state_dict(state)
-    step_fn = torch.compile(model) if speed.compiled else model
+    trained = distributed.wrap(model, world, device)  # gradients averaged over ranks
+    step_fn = torch.compile(trained) if speed.compiled else trained
     schedule = set(cfg.checkpoint_steps)
     tokens_per_step = cfg.batch_size * cfg.seq_len
+    rows = world.rows(cfg.batch_size)
+
+    def checkpoint(step: int, tokens: int) -> None:
+        if world.is_main:
+            save_checkpoint(run, model, optimizer, tokenizer, step, tokens)
+        distributed.barrier(world)  # no rank moves on (or resumes) before the files exist
 
     if start_step == 0 and 0 in schedule:
-        save_checkpoint(run, model, optimizer, tokenizer, 0, 0)
+        checkpoint(0, 0)
     model.train()
     window_loss = torch.zeros((), device=device)
     window_steps, window_start = 0, time.perf_counter()
     with (
-        open(run.live_metrics, "a") as metrics,
-        _progress(cfg.steps, start_step, runtime.progress) as bar,
+        open(run.live_metrics if world.is_main else os.devnull, "a") as metrics,
+        _progress(cfg.steps, start_step, runtime.progress and world.is_main) as bar,
         StopSignals() as signals,
     ):
         for update in range(start_step, cfg.steps):
             lr = learning_rate(update, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = batches.batch(update).to(device, non_blocking=True)
+            batch = batches.batch(update)[rows].to(device, non_blocking=True)
             loss = next_token_loss(step_fn, batch, speed.autocast_dtype)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -377,10 +413,11 @@ def train_run(
 
             if step % runtime.log_every == 0 or step == cfg.steps:
                 elapsed = time.perf_counter() - window_start
+                mean_loss = distributed.mean_over_ranks(world, window_loss / window_steps)
                 record = {
                     "step": step,
                     "tokens": tokens_seen,
-                    "loss": (window_loss / window_steps).item(),  # the one host sync per window
+                    "loss": mean_loss.item(),  # the one host sync per window
                     "lr": lr,
                     "grad_norm": float(grad_norm),
                     "tokens_per_s": window_steps * tokens_per_step / elapsed,
@@ -390,14 +427,15 @@ def train_run(
                 bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
                 window_loss.zero_()
                 window_steps, window_start = 0, time.perf_counter()
-            stopping = step < cfg.steps and (
-                step == runtime.stop_at_step or signals.received is not None
-            )
+            signalled = distributed.any_rank(world, signals.received is not None, device)
+            stopping = step < cfg.steps and (step == runtime.stop_at_step or signalled)
             if step in schedule or stopping:
-                save_checkpoint(run, model, optimizer, tokenizer, step, tokens_seen)
+                checkpoint(step, tokens_seen)
             if stopping:
                 raise TrainingStopped(step)
 
+    if not world.is_main:
+        return {}
     entries = ckpt.harvest(run.checkpoints, sorted(schedule))
     with atomic_path(metrics_out) as tmp:
         tmp.write_bytes(run.live_metrics.read_bytes())
@@ -408,7 +446,7 @@ def train_run(
         "wall_s": round(time.perf_counter() - started, 3),
         "speed_path": asdict(speed),
         "versions": _versions(),
-        "checkpoints": [asdict(e) | {"path": os.path.relpath(e.path, run_dir)} for e in entries],
+        "checkpoints": [asdict(e) | {"path": os.path.relpath(e.path, run.root)} for e in entries],
     }
     write_json_atomic(summary_out, summary)
     return summary
@@ -448,8 +486,23 @@ def train_from_recipe(
     log_every: int = 10,
     progress: bool = True,
     stop_at_step: int | None = None,
+    processes: int = 1,
 ) -> dict[str, Any]:
-    """The entry point of the pretrain stage: a recipe from saturation.plan, run as given."""
+    """The entry point of the pretrain stage: a recipe from saturation.plan, run as given.
+
+    With `processes` > 1 (and not already inside a torchrun world) the run is trained data
+    parallel by that many torchrun processes, one GPU each on a GPU node (saturation.distributed).
+    """
+    if processes > 1 and not World.from_env().parallel:
+        per_process = max(1, threads // processes) if threads else None
+        options = {
+            "run_dir": run_dir, "tokens": tokens_bin, "tokenizer": tokenizer_dir,
+            "metrics_out": metrics_out, "summary_out": summary_out, "device": device,
+            "threads": per_process, "log_every": log_every, "progress": progress,
+            "stop_at_step": stop_at_step,
+        }  # fmt: skip
+        distributed.launch(processes, recipe, options)
+        return json.loads(Path(summary_out).read_text())
     header = read_header(tokens_bin.with_suffix(".json"))
     cfg = TrainConfig.from_dict(recipe["train"])
     shape = shape_from_recipe(recipe["model"], cfg.seq_len, header.vocab_size, header.eos_id)
@@ -457,3 +510,37 @@ def train_from_recipe(
     return train_run(
         run_dir, shape, cfg, tokens_bin, tokenizer_dir, runtime, metrics_out, summary_out
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m saturation.train`: what each torchrun process runs (see distributed.launch)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--recipe", required=True, help="the pretrain recipe, as JSON")
+    for name in ("run-dir", "tokens", "tokenizer", "metrics-out", "summary-out"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--stop-at-step", type=int)
+    args = parser.parse_args(argv)
+    world = World.from_env()
+    logging.basicConfig(
+        level=logging.INFO if world.is_main else logging.WARNING,
+        format=f"%(asctime)s rank{world.rank} %(name)s %(levelname)s: %(message)s",
+    )
+    try:
+        train_from_recipe(
+            json.loads(args.recipe), args.run_dir, args.tokens, args.tokenizer,
+            args.metrics_out, args.summary_out, device=args.device, threads=args.threads,
+            log_every=args.log_every, progress=args.progress, stop_at_step=args.stop_at_step,
+        )  # fmt: skip
+    except TrainingStopped as stopped:
+        log.warning("%s", stopped)
+        sys.exit(STOPPED_EXIT_CODE)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,8 @@
 # One pretraining job per run (width × seed). Checkpoints and resume state live beside the
 # declared outputs, not inside them, so Snakemake's cleanup of a failed job never deletes them.
+# `gpu` is what a cluster executor requests (runtime.train_gpus or the width's `gpus`); above one
+# GPU the job trains data parallel with torchrun. Local runs do not count it, and as a resource
+# (not a param) it is no rerun trigger: how many GPUs train a run is not part of its recipe.
 
 
 rule pretrain:
@@ -15,6 +18,8 @@ rule pretrain:
     conda:
         ENV
     threads: config["runtime"]["train_threads"]
+    resources:
+        gpu=lambda wildcards: run_of("pretrain", wildcards).gpus,
     params:
         recipe=lambda wildcards: run_of("pretrain", wildcards).pretrain.recipe,
         run_dir=lambda wildcards: run_of("pretrain", wildcards).pretrain.dir,

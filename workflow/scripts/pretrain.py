@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from saturation.config import training_processes
 from saturation.logs import log_to_file
 from saturation.train import train_from_recipe
 
@@ -18,4 +19,5 @@ train_from_recipe(
     progress=runtime["progress"],
     metrics_out=Path(snakemake.output.metrics),
     summary_out=Path(snakemake.output.summary),
+    processes=training_processes(snakemake.resources.gpu),
 )

@@ -1,0 +1,147 @@
+"""Data-parallel training of one run on N processes (N GPUs of a node, or N CPU processes).
+
+The global batch, its data order and the checkpoint schedule do not depend on N: step s of the
+run is the same B sequences (saturation.train.TokenBatches), rank r trains on rows
+[r·B/N, (r+1)·B/N) of them and DDP averages the gradients, which is the gradient of the mean loss
+over the whole batch. Only rank 0 writes files. Results therefore match single-process training
+within floating-point reduction order, and a run may be resumed with a different N.
+
+Launch: `torchrun` (torch.distributed.run) sets RANK/WORLD_SIZE/LOCAL_RANK; see `launch`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the processes that train one run."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def parallel(self) -> bool:
+        return self.size > 1
+
+    @classmethod
+    def from_env(cls) -> World:
+        """The world torchrun describes in the environment; a plain process is a world of one."""
+        env = os.environ
+        rank, size = int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1))
+        return cls(rank, size, int(env.get("LOCAL_RANK", 0)))
+
+    def device(self, requested: torch.device) -> torch.device:
+        """One GPU per process: rank r of a node takes cuda:LOCAL_RANK."""
+        if self.parallel and requested.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return requested
+
+    def rows(self, batch_size: int) -> slice:
+        """This rank's rows of the global batch."""
+        if batch_size % self.size:
+            raise ValueError(f"batch size {batch_size} is not divisible by {self.size} processes")
+        per_rank = batch_size // self.size
+        return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+
+
+def init_process_group(world: World, device: torch.device) -> None:
+    if world.parallel and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def destroy_process_group(world: World) -> None:
+    if world.parallel and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(world: World) -> None:
+    if world.parallel:
+        dist.barrier()
+
+
+def any_rank(world: World, flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is true on one, so all ranks stop at the same step."""
+    if not world.parallel:
+        return flag
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def mean_over_ranks(world: World, value: torch.Tensor) -> torch.Tensor:
+    if world.parallel:
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= world.size
+    return value
+
+
+def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:
+    """The module to run forward/backward through: DDP averages gradients in backward."""
+    if not world.parallel:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def torchrun_command(processes: int, arguments: list[str]) -> list[str]:
+    """`torchrun --standalone` on this node: a free rendezvous port, so runs can share a node."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc-per-node={processes}", "-m", "saturation.train", *arguments,
+    ]  # fmt: skip
+
+
+def launch(processes: int, recipe: dict[str, Any], options: dict[str, Any]) -> None:
+    """Run saturation.train's entry point on `processes` processes and wait for it.
+
+    SIGTERM/SIGUSR1 received here (SLURM's warning) are passed on to torchrun, which passes them
+    to its workers, which checkpoint at the step they are on and exit non-zero.
+    """
+    arguments = ["--recipe", json.dumps(recipe)]
+    for key, value in options.items():
+        if value is None:
+            continue
+        flag = key.replace("_", "-")
+        if isinstance(value, bool):
+            arguments.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            arguments += [f"--{flag}", str(value)]
+    command = torchrun_command(processes, arguments)
+    log.info("launching %d processes: %s", processes, " ".join(command[:7]))
+    child = subprocess.Popen(command)
+
+    def forward(signum: int, _frame: Any) -> None:
+        child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        returncode = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if returncode != 0:
+        raise RuntimeError(f"data-parallel training ({processes} processes) exited {returncode}")
