@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from saturation import checkpoints as ckpt
 from saturation import distributed
 from saturation.distributed import World
+from saturation.fast_neox import FastGPTNeoX, loss_chunk_for
 from saturation.io import atomic_path, write_json_atomic
 from saturation.model import ModelShape, build_model, padded_vocab
 from saturation.schedule import learning_rate
@@ -195,14 +195,32 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> tor
 
 
 def next_token_loss(
-    model: torch.nn.Module, batch: torch.Tensor, autocast: str | None
+    step_fn: torch.nn.Module, batch: torch.Tensor, autocast: str | None
 ) -> torch.Tensor:
-    """Mean cross-entropy of predicting batch[:, 1:] from batch[:, :-1], in fp32."""
-    inputs, targets = batch[:, :-1], batch[:, 1:]
+    """Mean cross-entropy of predicting batch[:, 1:] from batch[:, :-1], in fp32.
+
+    `step_fn` is a FastGPTNeoX (maybe DDP-wrapped, maybe compiled): the fused head + loss.
+    """
     dtype = getattr(torch, autocast) if autocast else None
     with torch.autocast(batch.device.type, dtype=dtype, enabled=autocast is not None):
-        logits = model(input_ids=inputs).logits  # (B, T, V)
-    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        return step_fn(batch[:, :-1], batch[:, 1:])
+
+
+def optimizer_step(
+    step_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    grad_clip: float,
+    autocast: str | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One update: loss, backward, global-norm clip, AdamW. Returns (loss, grad norm), unsynced."""
+    loss = next_token_loss(step_fn, batch, autocast)
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach(), grad_norm
 
 
 class RunFolder:
@@ -375,7 +393,8 @@ def _train(
         state = optimizer.state_dict()
         optimizer = make_optimizer(model, cfg, fused=True)
         optimizer.load_state_dict(state)
-    trained = distributed.wrap(model, world, device)  # gradients averaged over ranks
+    fast = FastGPTNeoX(model, loss_chunk_for(device)).to(device)  # same parameters as `model`
+    trained = distributed.wrap(fast, world, device)  # gradients averaged over ranks
     step_fn = torch.compile(trained) if speed.compiled else trained
     schedule = set(cfg.checkpoint_steps)
     tokens_per_step = cfg.batch_size * cfg.seq_len
@@ -401,11 +420,9 @@ def _train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = batches.batch(update)[rows].to(device, non_blocking=True)
-            loss = next_token_loss(step_fn, batch, speed.autocast_dtype)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss, grad_norm = optimizer_step(
+                step_fn, optimizer, batch, cfg.grad_clip, speed.autocast_dtype
+            )
             step, tokens_seen = update + 1, tokens_seen + tokens_per_step
             window_loss += loss.detach()
             window_steps += 1

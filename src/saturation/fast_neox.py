@@ -1,0 +1,185 @@
+"""A lean training forward for GPTNeoXForCausalLM, over the model's own parameters.
+
+Training never needs the generic machinery of `transformers` (attention masks, caches, output
+records), and at the small widths this project studies the cost is elsewhere anyway: the LM head
+and the cross-entropy over V logits. So the training step runs this module instead, which
+
+- reads the very `nn.Parameter`s of a stock GPTNeoXForCausalLM (no copy): the optimizer, DDP and
+  `save_pretrained` all see one set of weights, and a checkpoint is a standard GPT-NeoX one;
+- computes the same function (Pythia's parallel residual, partial rotary, exact GELU) with causal
+  SDPA and precomputed rotary tables;
+- fuses the head and the loss (`linear_cross_entropy`): logits exist one chunk of tokens at a
+  time, and their gradient is formed in the forward pass, so the full fp32 (N, V) logits and
+  their gradient are never materialised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """mean_i CE(hidden_i · Wᵀ, target_i), with the gradients computed chunk by chunk.
+
+    The loss is the last op of the graph, so the gradient of each chunk's logits,
+    (softmax − onehot) / N, can be formed right away and folded into dhidden and dW; backward only
+    scales them by the incoming gradient. Matmuls run in `compute` (bf16 under autocast), the
+    softmax and the dW accumulation in fp32.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        chunk: int,
+        compute: torch.dtype,
+    ) -> torch.Tensor:
+        n = hidden.shape[0]
+        grad_hidden = torch.empty_like(hidden)
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        with torch.autocast(hidden.device.type, enabled=False):  # dtypes are explicit here
+            w = weight.to(compute)
+            for start in range(0, n, chunk):
+                h = hidden[start : start + chunk].to(compute)
+                t = targets[start : start + chunk]
+                logits = (h @ w.t()).float()  # (c, V)
+                lse = torch.logsumexp(logits, dim=-1)
+                total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                grad = logits.sub_(lse[:, None]).exp_()  # the softmax, in place of the logits
+                grad[torch.arange(len(t), device=t.device), t] -= 1.0
+                grad.div_(n)
+                grad_hidden[start : start + chunk] = grad.to(compute) @ w
+                if compute == torch.float32:
+                    grad_weight.addmm_(grad.t(), h)
+                else:  # a low-precision matmul, accumulated in fp32
+                    grad_weight.add_((grad.to(compute).t() @ h).float())
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        return total / n
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        grad_hidden, grad_weight = ctx.saved_tensors
+        return (
+            grad_hidden * grad_loss.to(grad_hidden.dtype),
+            (grad_weight * grad_loss).to(ctx.weight_dtype),
+            None,
+            None,
+            None,
+        )
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int
+) -> torch.Tensor:
+    """Mean cross-entropy of `hidden` (N, d) through the head `weight` (V, d) against `targets`."""
+    device_type = hidden.device.type
+    compute = (
+        torch.get_autocast_dtype(device_type)
+        if torch.is_autocast_enabled(device_type)
+        else hidden.dtype
+    )
+    return LinearCrossEntropy.apply(hidden, weight, targets, chunk, compute)
+
+
+def loss_chunk_for(device: torch.device) -> int:
+    """Tokens per logits chunk: on CPU (256, V) fp32 stays in cache (256 measured best at V=4k,
+    benchmarks/RESULTS.md); a GPU wants large matmuls and has the memory for them."""
+    return 8192 if device.type == "cuda" else 256
+
+
+def rotary_tables(
+    seq_len: int, rotary_dims: int, base: float, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of (seq_len, rotary_dims), exactly as GPTNeoXRotaryEmbedding computes them."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, rotary_dims, 2, dtype=torch.float) / rotary_dims))
+    freqs = torch.arange(seq_len, dtype=torch.float)[:, None] * inv_freq
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return angles.cos().to(device), angles.sin().to(device)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class FastGPTNeoX(nn.Module):
+    """The training forward of `model` (a GPTNeoXForCausalLM), sharing its parameters."""
+
+    def __init__(self, model: nn.Module, loss_chunk: int = 256) -> None:
+        super().__init__()
+        config = model.config
+        if not config.use_parallel_residual:
+            raise ValueError("FastGPTNeoX implements Pythia's parallel residual only")
+        if config.hidden_act != "gelu":
+            raise ValueError(f"FastGPTNeoX implements exact GELU, not {config.hidden_act!r}")
+        self.model = model
+        self.loss_chunk = loss_chunk
+        self.heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // self.heads
+        rope = config.rope_parameters
+        self.rotary_dims = int(self.head_dim * rope.get("partial_rotary_factor", 1.0))
+        self.rope_base = float(rope["rope_theta"])
+        self.eps = config.layer_norm_eps
+        cos, sin = rotary_tables(config.max_position_embeddings, self.rotary_dims, self.rope_base)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def _rotate(self, x: torch.Tensor, seq_len: int) -> torch.Tensor:
+        cos, sin = self.cos[:seq_len].to(x.dtype), self.sin[:seq_len].to(x.dtype)
+        rot, passed = x[..., : self.rotary_dims], x[..., self.rotary_dims :]
+        return torch.cat((rot * cos + _rotate_half(rot) * sin, passed), dim=-1)
+
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The final-norm output (B, T, d): what the LM head reads."""
+        batch, seq_len = input_ids.shape
+        if seq_len > self.cos.shape[0]:
+            raise ValueError(f"sequence of {seq_len} tokens exceeds the rotary table")
+        neox = self.model.gpt_neox
+        x = neox.embed_in(input_ids)
+        width = x.shape[-1]
+        for layer in neox.layers:
+            attn_in = F.layer_norm(x, (width,), layer.input_layernorm.weight,
+                                   layer.input_layernorm.bias, self.eps)  # fmt: skip
+            qkv = layer.attention.query_key_value(attn_in)
+            qkv = qkv.view(batch, seq_len, self.heads, 3 * self.head_dim).transpose(1, 2)
+            q, k, v = qkv.split(self.head_dim, dim=-1)
+            q, k = self._rotate(q, seq_len), self._rotate(k, seq_len)
+            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            attn = layer.attention.dense(attn.transpose(1, 2).reshape(batch, seq_len, width))
+            mlp_in = F.layer_norm(x, (width,), layer.post_attention_layernorm.weight,
+                                  layer.post_attention_layernorm.bias, self.eps)  # fmt: skip
+            mlp = layer.mlp.dense_4h_to_h(F.gelu(layer.mlp.dense_h_to_4h(mlp_in)))
+            x = x + attn + mlp
+        norm = neox.final_layer_norm
+        return F.layer_norm(x, (width,), norm.weight, norm.bias, self.eps)
+
+    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_output_embeddings()(self.hidden_states(input_ids))
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of predicting `targets` (B, T) from `input_ids` (B, T), in fp32."""
+        hidden = self.hidden_states(input_ids).flatten(0, 1)
+        return linear_cross_entropy(
+            hidden, self.model.get_output_embeddings().weight, targets.flatten(), self.loss_chunk
+        )
+
+
+class TransformersLoss(nn.Module):
+    """The reference FastGPTNeoX is measured against: transformers' own forward, full logits,
+    unfused cross-entropy. Same call signature, so one training step serves both."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self.model(input_ids=input_ids).logits
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
