@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: install run test lint format clean-venv
+.PHONY: install run test lint format clean-venv slurm-up slurm-down
 
 install: $(VENV)/.installed
 
@@ -40,3 +40,11 @@ test: lint
 
 clean-venv:
 	rm -rf $(VENV)
+
+# A throwaway single-node SLURM on this Debian machine (root, apt-get), shaped after profiles/slurm:
+# what tests/test_slurm.py brings up and purges by itself. Try the profile against it by hand.
+slurm-up: install
+	$(BIN)/python tests/slurm/cluster.py up
+
+slurm-down:
+	bash tests/slurm/down.sh --purge

@@ -24,6 +24,15 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 
 
+# Run by the Snakemake process itself, never submitted to a cluster: the targets, and the per-run
+# aggregations of small files that sit between cluster stages (a queue wait each, for seconds of work).
+localrules:
+    all,
+    figures,
+    collect_run,
+    collect_benchmarks,
+
+
 rule all:
     default_target: True
     input:

@@ -73,7 +73,7 @@ def tiny_recipe(steps: int = 12, **train: object) -> dict:
                   "vocab_multiple": 128},
         "train": {"seed": 0, "steps": steps, "batch_size": 4, "seq_len": 16, "lr": 3e-3,
                   "min_lr_ratio": 0.1, "warmup_steps": 2, "betas": [0.9, 0.95], "eps": 1e-8,
-                  "weight_decay": 0.1, "grad_clip": 1.0, "precision": "auto", "compile": "auto",
+                  "weight_decay": 0.1, "grad_clip": 1.0, "precision": "auto", "compile": "off",
                   "checkpoint_steps": [0, 1, 2, 4, 8, steps]} | dict(train),
     }  # fmt: skip
 

@@ -21,7 +21,7 @@ FORMAT_VERSIONS = {
     "corpus": 1,
     "tokenizer": 1,
     "tokens": 1,
-    "pretrain": 1,
+    "pretrain": 2,  # 2: the fused training step (fast_neox); auto compiles on CPU too
     "harvest": 1,
     "analyze": 2,  # 2: anisotropy per depth
     "evaltasks": 1,

@@ -174,8 +174,14 @@ def choose_speed_path(cfg: TrainConfig, device: torch.device, threads: int) -> S
     on_gpu = device.type == "cuda"
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and on_gpu)
     autocast = "bfloat16" if use_bf16 else None
-    compiled = cfg.compile == "on" or (cfg.compile == "auto" and on_gpu)
+    # auto compiles on CPU too: 1.2-1.4x at width >= 128 after ~5-15 s (benchmarks/RESULTS.md)
+    compiled = cfg.compile == "on" or (cfg.compile == "auto" and device.type in ("cuda", "cpu"))
     path = SpeedPath(str(device), autocast, compiled, fused_adamw=on_gpu, threads=threads)
+    if compiled and cfg.compile == "auto":
+        import torch._dynamo
+
+        torch._dynamo.config.suppress_errors = True  # no compiler on this node: train eagerly
+        path.notes.append("torch.compile, eager fallback on compiler errors")
     if on_gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -1,4 +1,7 @@
 # Per harvested checkpoint: held-out loss and the LM-head spectrum; then one tidy table.
+# One group per run (its id in the group name): profiles/slurm batches a run's checkpoints into
+# one SLURM job (group-components). A group shared by all runs would grow when another run's
+# harvest resolves, and Snakemake would then submit the running group job again.
 
 
 rule analyze_checkpoint:
@@ -13,7 +16,7 @@ rule analyze_checkpoint:
     log:
         f"{LOGS}/analyze_checkpoint/{{analyze_id}}-step{{step}}.log",
     group:
-        "analyze"
+        "analyze-{analyze_id}"
     conda:
         ENV
     params:

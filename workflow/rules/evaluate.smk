@@ -1,5 +1,6 @@
 # Zero-shot benchmarks through lm-evaluation-harness on a subset of harvested checkpoints:
 # one job per run × task × checkpoint, so a task added to the config runs only its own jobs.
+# Grouped per run × task, as analyze_checkpoint is per run (see analyze.smk).
 
 
 rule build_eval_tasks:
@@ -25,7 +26,7 @@ rule evaluate_checkpoint:
     log:
         f"{LOGS}/evaluate_checkpoint/{{evaluate_id}}-step{{step}}.log",
     group:
-        "evaluate"
+        "evaluate-{evaluate_id}"
     conda:
         ENV
     params:

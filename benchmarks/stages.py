@@ -1,0 +1,118 @@
+"""The cost of the stages around pretraining, measured on the results of `make run`.
+
+- tokenization: MB/s of corpus text through the BPE tokenizer into token files, 1 and 2 threads;
+- per-checkpoint analysis (held-out loss + anisotropy at every depth + LM-head spectrum), as a
+  fraction of the run's training time: the computation alone (the model loaded, in this process)
+  and the whole job as Snakemake runs it (a fresh Python: imports included).
+
+    make run && python benchmarks/stages.py [--results results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+JOB = """
+import sys, time
+t = time.perf_counter()
+from pathlib import Path
+import torch
+from saturation.analysis import analyze_checkpoint
+torch.set_num_threads(1)
+analyze_checkpoint(checkpoint_dir=Path(sys.argv[1]), val_bin=Path(sys.argv[2]),
+                   seq_len=int(sys.argv[3]), val_tokens=int(sys.argv[4]),
+                   batch_size=int(sys.argv[5]), metrics_out=Path(sys.argv[6]) / "m.json",
+                   sigma_out=Path(sys.argv[6]) / "s.npy")
+"""
+
+
+def stage_dirs(results: Path, stage: str) -> dict[str, Path]:
+    with open(results / "index.csv", newline="") as handle:
+        return {r["name"]: Path(r["path"]) for r in csv.DictReader(handle) if r["stage"] == stage}
+
+
+def tokenization(results: Path) -> list[dict]:
+    from saturation.tokens import tokenize_split
+
+    (corpus,) = stage_dirs(results, "corpus").values()
+    (tokenizer_stage,) = stage_dirs(results, "tokenizer").values()
+    tokenizer = tokenizer_stage / "tokenizer"
+    text = corpus / "train.jsonl"
+    lines = text.read_text().splitlines()
+    megabytes = sum(len(json.loads(line)["text"].encode()) for line in lines) / 1e6
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for threads in (1, 2):
+            start = time.perf_counter()
+            tokenize_split(text, tokenizer, Path(tmp) / "t.bin", Path(tmp) / "t.json",
+                           threads=threads)  # fmt: skip
+            seconds = time.perf_counter() - start
+            rows.append({"threads": threads, "MB": megabytes, "s": seconds})
+    return rows
+
+
+def analysis(results: Path, config: dict) -> list[dict]:
+    from saturation.analysis import analyze_checkpoint
+
+    (tokens,) = stage_dirs(results, "tokens").values()
+    analyze_cfg = config["analysis"]
+    rows = []
+    for name, run_dir in sorted(stage_dirs(results, "pretrain").items()):
+        summary = json.loads((run_dir / "train.json").read_text())
+        recipe = json.loads((run_dir / "recipe.json").read_text())["recipe"]
+        folder = run_dir / summary["checkpoints"][-1]["path"]
+        args = [str(folder), str(tokens / "val.bin"), str(recipe["train"]["seq_len"]),
+                str(analyze_cfg["val_tokens"]), str(analyze_cfg["batch_size"])]  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            analyze_checkpoint(folder, Path(args[1]), int(args[2]), int(args[3]), int(args[4]),
+                               Path(tmp) / "m.json", Path(tmp) / "s.npy")  # warm  # fmt: skip
+            start = time.perf_counter()
+            analyze_checkpoint(folder, Path(args[1]), int(args[2]), int(args[3]), int(args[4]),
+                               Path(tmp) / "m.json", Path(tmp) / "s.npy")  # fmt: skip
+            compute = time.perf_counter() - start
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", JOB, *args, tmp], check=True)
+            job = time.perf_counter() - start
+        rows.append({"run": name, "train_s": summary["wall_s"],
+                     "checkpoints": len(summary["checkpoints"]), "compute_s": compute,
+                     "job_s": job})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    import torch
+    import yaml
+
+    from saturation.config import validate_config
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--config", type=Path, default=Path("config.yaml"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = validate_config(yaml.safe_load(args.config.read_text()))  # with the defaults
+
+    print("\n| tokenization | threads | MB of text | seconds | MB/s |")
+    print("|---|---:|---:|---:|---:|")
+    for r in tokenization(args.results):
+        print(f"| train split | {r['threads']} | {r['MB']:.2f} | {r['s']:.2f} | {r['MB'] / r['s']:.2f} |")  # fmt: skip
+
+    print("\n| run | training s | checkpoints | analysis s (compute) | analysis s (job) | "
+          "one checkpoint ÷ training (compute / job) | all checkpoints ÷ training (job) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in analysis(args.results, config):
+        print(f"| {r['run']} | {r['train_s']:.0f} | {r['checkpoints']} | {r['compute_s']:.2f} | "
+              f"{r['job_s']:.2f} | {100 * r['compute_s'] / r['train_s']:.2f} % / "
+              f"{100 * r['job_s'] / r['train_s']:.2f} % | "
+              f"{100 * r['checkpoints'] * r['job_s'] / r['train_s']:.0f} % |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
