@@ -62,7 +62,7 @@ def main() -> None:
           f"{args.repeat}) | wall s (each) |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---|")
     print(f"| 10 widths × 154 checkpoints | {total.group(1) if total else '?'} | "
-          f"{counts.get('analyze_checkpoint', '?')} | {counts.get('evaluate_checkpoint', '?')} | "
+          f"{counts.get('analyze_checkpoint', '?')} | {counts.get('evaluate_checkpoint', '0 (planned once the analyses give the best step)')} | "
           f"{min(timings):.2f} | {', '.join(f'{t:.2f}' for t in timings)} |")  # fmt: skip
 
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -33,17 +32,17 @@ analyze_checkpoint(checkpoint_dir=Path(sys.argv[1]), val_bin=Path(sys.argv[2]),
 """
 
 
-def stage_dirs(results: Path, stage: str) -> dict[str, Path]:
-    with open(results / "index.csv", newline="") as handle:
-        return {r["name"]: Path(r["path"]) for r in csv.DictReader(handle) if r["stage"] == stage}
+def current_plan(config: dict, results: Path):
+    """The stages of `config` (its ids, not whatever else results/ holds from older configs)."""
+    from saturation.plan import make_plan
+
+    return make_plan(config | {"results": str(results)})
 
 
-def tokenization(results: Path) -> list[dict]:
+def tokenization(plan) -> list[dict]:
     from saturation.tokens import tokenize_split
 
-    (corpus,) = stage_dirs(results, "corpus").values()
-    (tokenizer_stage,) = stage_dirs(results, "tokenizer").values()
-    tokenizer = tokenizer_stage / "tokenizer"
+    corpus, tokenizer = Path(plan.corpus.dir), Path(plan.tokenizer.path("tokenizer"))
     text = corpus / "train.jsonl"
     lines = text.read_text().splitlines()
     megabytes = sum(len(json.loads(line)["text"].encode()) for line in lines) / 1e6
@@ -58,13 +57,14 @@ def tokenization(results: Path) -> list[dict]:
     return rows
 
 
-def analysis(results: Path, config: dict) -> list[dict]:
+def analysis(plan, config: dict) -> list[dict]:
     from saturation.analysis import analyze_checkpoint
 
-    (tokens,) = stage_dirs(results, "tokens").values()
+    tokens = Path(plan.tokens.dir)
     analyze_cfg = config["analysis"]
     rows = []
-    for name, run_dir in sorted(stage_dirs(results, "pretrain").items()):
+    for name, run in plan.runs.items():
+        run_dir = Path(run.pretrain.dir)
         summary = json.loads((run_dir / "train.json").read_text())
         recipe = json.loads((run_dir / "recipe.json").read_text())["recipe"]
         folder = run_dir / summary["checkpoints"][-1]["path"]
@@ -101,13 +101,14 @@ def main() -> None:
 
     print("\n| tokenization | threads | MB of text | seconds | MB/s |")
     print("|---|---:|---:|---:|---:|")
-    for r in tokenization(args.results):
+    plan = current_plan(config, args.results)
+    for r in tokenization(plan):
         print(f"| train split | {r['threads']} | {r['MB']:.2f} | {r['s']:.2f} | {r['MB'] / r['s']:.2f} |")  # fmt: skip
 
     print("\n| run | training s | checkpoints | analysis s (compute) | analysis s (job) | "
           "one checkpoint ÷ training (compute / job) | all checkpoints ÷ training (job) |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for r in analysis(args.results, config):
+    for r in analysis(plan, config):
         print(f"| {r['run']} | {r['train_s']:.0f} | {r['checkpoints']} | {r['compute_s']:.2f} | "
               f"{r['job_s']:.2f} | {100 * r['compute_s'] / r['train_s']:.2f} % / "
               f"{100 * r['job_s'] / r['train_s']:.2f} % | "
