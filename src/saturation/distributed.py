@@ -118,8 +118,9 @@ def torchrun_command(processes: int, arguments: list[str]) -> list[str]:
 def launch(processes: int, recipe: dict[str, Any], options: dict[str, Any]) -> None:
     """Run saturation.train's entry point on `processes` processes and wait for it.
 
-    SIGTERM/SIGUSR1 received here (SLURM's warning) are passed on to torchrun, which passes them
-    to its workers, which checkpoint at the step they are on and exit non-zero.
+    SIGTERM/SIGUSR1 received here (SLURM's warning) reach torchrun as SIGTERM (it has no handler
+    for SIGUSR1), which passes it to its workers, which checkpoint at the step they are on and
+    exit non-zero.
     """
     arguments = ["--recipe", json.dumps(recipe)]
     for key, value in options.items():
@@ -134,8 +135,8 @@ def launch(processes: int, recipe: dict[str, Any], options: dict[str, Any]) -> N
     log.info("launching %d processes: %s", processes, " ".join(command[:7]))
     child = subprocess.Popen(command)
 
-    def forward(signum: int, _frame: Any) -> None:
-        child.send_signal(signum)
+    def forward(_signum: int, _frame: Any) -> None:
+        child.send_signal(signal.SIGTERM)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR1)}
     try:
