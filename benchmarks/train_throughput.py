@@ -16,6 +16,11 @@ scores) against the peak of a large matmul measured in the same run (fp32 on CPU
 
     python benchmarks/train_throughput.py                      # CPU: the default config's shapes
     python benchmarks/train_throughput.py --preset gpu         # Pythia shapes, seq 2048, V 50304
+
+`--profile-widths 512` adds a torch.profiler breakdown of 3 more steps of every cell at that width
+(device time by kernel family: GEMM, attention, compiled fusions, optimizer, the rest), which is how
+a gap to a target is explained. `--deadline S` skips the cells that would start after S seconds, so
+a run on a lent machine returns a table rather than nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 PRESETS = {
     # the default config.yaml: 2 layers, head_dim 32, batch 16 × 128, V 4096, 1 thread per job
@@ -39,7 +45,8 @@ PRESETS = {
             "impls": "hf-sdpa,hf-sdpa-compile,ours-compile"},
 }  # fmt: skip
 HEAD_DIM = {"cpu": 32, "gpu": 64}
-BASELINE = {"cpu": "hf-eager", "gpu": "hf-sdpa-compile"}
+# the issue's targets: CPU vs HF eager; GPU vs HF sdpa (width 128) and sdpa + compile (512, 768)
+BASELINES = {"cpu": ("hf-eager",), "gpu": ("hf-sdpa", "hf-sdpa-compile")}
 
 
 def flops_per_token(width: int, layers: int, vocab: int, seq_len: int) -> int:
@@ -50,10 +57,10 @@ def measure_peak(device: str, dtype: str) -> float:
     """FLOP/s of a large square matmul, best of 5 trials: the roof MFU is measured against."""
     import torch
 
-    n = 4096 if device == "cuda" else 2048
+    n = 8192 if device == "cuda" else 2048  # 8192³ bf16 is the size a GPU's roof is quoted at
     a = torch.randn(n, n, device=device, dtype=getattr(torch, dtype))
     b = torch.randn(n, n, device=device, dtype=getattr(torch, dtype))
-    reps = 50 if device == "cuda" else 3
+    reps = 20 if device == "cuda" else 3
     a @ b
     best = float("inf")
     for _ in range(5):
@@ -89,7 +96,10 @@ def run_cell(args: argparse.Namespace) -> dict:
     step_fn.to(device).train()
     cfg = TrainConfig(seed=0, steps=args.steps, batch_size=args.batch, seq_len=args.seq_len,
                       lr=1e-4, min_lr_ratio=0.1, warmup_steps=0, betas=(0.9, 0.95), eps=1e-8,
-                      weight_decay=0.1, grad_clip=1.0, checkpoint_steps=())  # fmt: skip
+                      weight_decay=0.1, grad_clip=1.0, checkpoint_steps=(),
+                      compile="off")  # fmt: skip
+    # compile "off" here: the cell compiles itself below, and a compiler error must fail the cell
+    # rather than fall back to eager (pretrain's auto) and be timed as if compiled
     speed = choose_speed_path(cfg, device, args.threads)
     optimizer = make_optimizer(model, cfg, fused=speed.fused_adamw)
     if args.impl.endswith("compile"):
@@ -106,6 +116,8 @@ def run_cell(args: argparse.Namespace) -> dict:
         optimizer_step(step_fn, optimizer, tokens[i], cfg.grad_clip, speed.autocast_dtype)
     sync()
     warmup_s = time.perf_counter() - started
+    if args.steps == 0:  # --precompile: this cell only fills the compiler caches
+        return {"warmup_s": warmup_s}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
@@ -117,8 +129,63 @@ def run_cell(args: argparse.Namespace) -> dict:
         peak_mem = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB, whole process
-    return {"tokens_per_s": args.steps * args.batch * args.seq_len / elapsed,
-            "warmup_s": warmup_s, "peak_mem_mib": peak_mem, "final_loss": float(loss)}  # fmt: skip
+    row = {"tokens_per_s": args.steps * args.batch * args.seq_len / elapsed,
+           "warmup_s": warmup_s, "peak_mem_mib": peak_mem, "final_loss": float(loss)}  # fmt: skip
+    if args.profile:
+        steps = [tokens[i % len(tokens)] for i in range(3)]
+        row["profile"] = profile_steps(
+            lambda batch: optimizer_step(step_fn, optimizer, batch, cfg.grad_clip,
+                                         speed.autocast_dtype),
+            steps, device,
+        )  # fmt: skip
+    return row
+
+
+KERNEL_FAMILIES = (  # (family, substrings of a kernel or op name), first match wins
+    ("attention", ("flash", "fmha", "attention", "sdpa")),
+    ("optimizer", ("adam", "multi_tensor_apply", "foreach", "clip_grad")),
+    ("compiled fusion", ("triton_",)),
+    ("gemm", ("gemm", "nvjet", "cutlass", "xmma", "sm90_", "sm80_", "mm", "matmul")),
+)
+
+
+def kernel_family(name: str) -> str:
+    lowered = name.lower()
+    for family, needles in KERNEL_FAMILIES:
+        if any(needle in lowered for needle in needles):
+            return family
+    return "other"
+
+
+def profile_steps(step, batches: list, device) -> dict:
+    """Device time of `step` per kernel family and the top kernels, over len(batches) steps."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        for batch in batches:
+            step(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    if device.type == "cuda":
+        # kernels only: CPU-side ops also carry their kernels' time, which would count twice
+        kernel_events = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        timed = [(e, e.self_device_time_total) for e in kernel_events or events]
+    else:
+        timed = [(e, e.self_cpu_time_total) for e in events]
+    kernels = [(e.key, us / len(batches), e.count // len(batches)) for e, us in timed if us > 0]
+    total = sum(us for _, us, _ in kernels)
+    families: dict[str, float] = {}
+    for name, us, _ in kernels:
+        families[kernel_family(name)] = families.get(kernel_family(name), 0.0) + us
+    top = sorted(kernels, key=lambda k: -k[1])[:15]
+    return {"step_device_ms": total / 1e3,
+            "families_ms": {k: v / 1e3 for k, v in sorted(families.items(), key=lambda kv: -kv[1])},
+            "top": [{"name": name[:90], "ms": us / 1e3, "calls": calls} for name, us, calls in top]}  # fmt: skip
 
 
 def versions(device: str) -> dict[str, str]:
@@ -145,11 +212,20 @@ def main() -> None:
     parser.add_argument("--warmup", type=int)
     parser.add_argument("--impls")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
-    parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--json", help="also write the rows here (rewritten after every cell)")
+    parser.add_argument("--profile-widths", default="", help="profile every cell at these widths")
+    parser.add_argument("--deadline", type=float, help="start no cell after this many seconds")
+    parser.add_argument("--cell-timeout", type=float, default=900, help="seconds per cell")
+    parser.add_argument(
+        "--precompile", type=int, default=0, metavar="N",
+        help="first compile the compiled cells N at a time (one warm-up step each, into the "
+        "on-disk inductor caches), so the timed cells start warm: less wall time on a lent GPU",
+    )  # fmt: skip
     parser.add_argument("--cell", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     parser.add_argument("--head-dim", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cell:
         print(json.dumps(run_cell(args)))
@@ -167,56 +243,99 @@ def main() -> None:
     layers = [int(x) for x in str(args.layers).split(",")]
     layers = layers * len(widths) if len(layers) == 1 else layers
     impls = args.impls.split(",")
-    baseline = BASELINE[preset_name]
+    cells = [(w, n, impl) for w, n in zip(widths, layers, strict=True) for impl in impls]
+    profiled = {int(w) for w in args.profile_widths.split(",") if w}
+    started = time.perf_counter()
     torch.set_num_threads(args.threads)  # the cells' thread count: one roof for all of them
     peak = measure_peak(device, "bfloat16" if device == "cuda" else "float32")
     print(f"# device {device}; {json.dumps(versions(device))}")
     print(f"# peak matmul {peak / 1e12:.3f} TFLOP/s; seq {args.seq_len}, batch {args.batch}, "
           f"V {args.vocab}, {args.steps} timed steps after {args.warmup} warm-up, "
           f"{args.threads} thread(s)")  # fmt: skip
+
+    def command(width: int, n_layers: int, impl: str, **overrides: object) -> list[str]:
+        options = {"device": device, "width": width, "layers": n_layers, "impl": impl,
+                   "head-dim": HEAD_DIM[preset_name], "seq-len": args.seq_len,
+                   "batch": args.batch, "vocab": args.vocab, "steps": args.steps,
+                   "warmup": args.warmup, "threads": args.threads} | overrides  # fmt: skip
+        flags = [f"--{key}={value}" for key, value in options.items()]
+        return [sys.executable, __file__, "--cell", *flags]
+
+    if args.precompile:
+        compiled = [c for c in cells if c[2].endswith("compile")]
+        with ThreadPoolExecutor(args.precompile) as pool:
+            list(pool.map(lambda c: run_command(command(*c, steps=0, warmup=1), args.cell_timeout),
+                          compiled))  # fmt: skip
+        print(f"# precompiled {len(compiled)} cells, {args.precompile} at a time, in "
+              f"{time.perf_counter() - started:.0f} s: warm-up s below is with warm caches")  # fmt: skip
+
     rows = []
-    for width, n_layers in zip(widths, layers, strict=True):
-        for impl in impls:
-            command = [
-                sys.executable, __file__, "--cell", "--device", device, "--width", str(width),
-                "--layers", str(n_layers), "--impl", impl, "--head-dim", str(HEAD_DIM[preset_name]),
-                "--seq-len", str(args.seq_len), "--batch", str(args.batch), "--vocab",
-                str(args.vocab), "--steps", str(args.steps), "--warmup", str(args.warmup),
-                "--threads", str(args.threads),
-            ]  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True)
-            row = {"width": width, "layers": n_layers, "impl": impl}
-            if done.returncode != 0:
-                reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
-                row |= {"error": reason[:80]}
-            else:
-                row |= json.loads(done.stdout.strip().splitlines()[-1])
-                fpt = flops_per_token(width, n_layers, args.vocab, args.seq_len)
-                row["mfu"] = fpt * row["tokens_per_s"] / peak
-            rows.append(row)
-            print(f"  {width:>5} {impl:<16} {row.get('tokens_per_s', float('nan')):>10.0f} tok/s",
-                  file=sys.stderr, flush=True)  # fmt: skip
-    print_table(rows, baseline)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"device": device, "peak_flops": peak, "args": vars(args), "rows": rows},
-                      handle, indent=1)  # fmt: skip
+    for width, n_layers, impl in cells:
+        row = {"width": width, "layers": n_layers, "impl": impl}
+        if args.deadline and time.perf_counter() - started > args.deadline:
+            rows.append(row | {"error": "skipped: past --deadline"})
+            continue
+        extra = ["--profile"] if width in profiled else []
+        result = run_command(command(width, n_layers, impl) + extra, args.cell_timeout)
+        row |= result
+        if "tokens_per_s" in row:
+            fpt = flops_per_token(width, n_layers, args.vocab, args.seq_len)
+            row["mfu"] = fpt * row["tokens_per_s"] / peak
+        rows.append(row)
+        print(f"  {width:>5} {impl:<16} {row.get('tokens_per_s', float('nan')):>10.0f} tok/s",
+              file=sys.stderr, flush=True)  # fmt: skip
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump({"device": device, "versions": versions(device), "peak_flops": peak,
+                           "args": vars(args), "rows": rows}, handle, indent=1)  # fmt: skip
+    print_table(rows, BASELINES[preset_name])
+    print_profiles(rows)
 
 
-def print_table(rows: list[dict], baseline: str) -> None:
-    base = {r["width"]: r.get("tokens_per_s") for r in rows if r["impl"] == baseline}
+def run_command(command: list[str], timeout: float) -> dict:
+    """One cell in a fresh process: its JSON row, or {"error": the last line it printed}."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if done.returncode != 0:
+        print(done.stderr[-3000:], file=sys.stderr)
+        lines = done.stderr.strip().splitlines()
+        return {"error": (lines[-1] if lines else f"exit code {done.returncode}")[:80]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def print_table(rows: list[dict], baselines: tuple[str, ...]) -> None:
+    base = {(r["impl"], r["width"]): r.get("tokens_per_s") for r in rows}
+    ratios = " | ".join(f"÷ {b}" for b in baselines)
     print(
-        f"\n| width | layers | implementation | tokens/s | MFU | warm-up s | peak MiB | ÷ {baseline} |"
+        f"\n| width | layers | implementation | tokens/s | MFU | warm-up s | peak MiB | {ratios} |"
     )
-    print("|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(baselines))
     for r in rows:
         if "error" in r:
             print(f"| {r['width']} | {r['layers']} | {r['impl']} | – | – | – | – | {r['error']} |")
             continue
-        ratio = r["tokens_per_s"] / base[r["width"]] if base.get(r["width"]) else float("nan")
+        cells = " | ".join(
+            f"{r['tokens_per_s'] / base[b, r['width']]:.2f}×" if base.get((b, r["width"])) else "–"
+            for b in baselines
+        )
         print(f"| {r['width']} | {r['layers']} | {r['impl']} | {r['tokens_per_s']:,.0f} | "
               f"{100 * r['mfu']:.1f} % | {r['warmup_s']:.1f} | {r['peak_mem_mib']:,.0f} | "
-              f"{ratio:.2f}× |")  # fmt: skip
+              f"{cells} |")  # fmt: skip
+
+
+def print_profiles(rows: list[dict]) -> None:
+    for r in rows:
+        if "profile" not in r:
+            continue
+        prof = r["profile"]
+        shares = ", ".join(f"{family} {ms:.2f} ms ({100 * ms / prof['step_device_ms']:.0f} %)"
+                           for family, ms in prof["families_ms"].items())  # fmt: skip
+        print(f"\n## profile: width {r['width']}, {r['impl']}: {prof['step_device_ms']:.2f} ms "
+              f"of kernels per step; {shares}")  # fmt: skip
+        for k in prof["top"]:
+            print(f"  {k['ms']:8.3f} ms  ×{k['calls']:<4} {k['name']}")
 
 
 if __name__ == "__main__":
