@@ -178,9 +178,9 @@ def choose_speed_path(cfg: TrainConfig, device: torch.device, threads: int) -> S
     compiled = cfg.compile == "on" or (cfg.compile == "auto" and device.type in ("cuda", "cpu"))
     path = SpeedPath(str(device), autocast, compiled, fused_adamw=on_gpu, threads=threads)
     if compiled and cfg.compile == "auto":
-        import torch._dynamo
+        import torch._dynamo as dynamo  # `import torch._dynamo` would make `torch` local here
 
-        torch._dynamo.config.suppress_errors = True  # no compiler on this node: train eagerly
+        dynamo.config.suppress_errors = True  # no compiler on this node: train eagerly
         path.notes.append("torch.compile, eager fallback on compiler errors")
     if on_gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
