@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, GPTNeoXForCausalLM
 
 from saturation.checkpoints import list_checkpoint_dirs
 from saturation.model import parameter_count
-from saturation.train import TokenBatches, TrainingStopped
+from saturation.train import TokenBatches, TrainConfig, TrainingStopped, choose_speed_path
 from tests.conftest import start_training, tiny_recipe, train_tiny
 
 
@@ -134,3 +134,22 @@ def test_compiled_cpu_training_matches_eager_and_resumes_exactly(
     assert (tmp_path / "resumed" / final).read_bytes() == (
         tmp_path / "compiled" / final
     ).read_bytes()
+
+
+@pytest.mark.parametrize("compile_mode", ["off", "auto", "on"])
+def test_gpu_speed_path_is_chosen_without_a_gpu(compile_mode: str) -> None:
+    """Choosing the GPU path only sets flags, so CI checks it too: a compile-off GPU run once
+    failed inside choose_speed_path, on an H100 and nowhere else."""
+    import torch._dynamo as dynamo
+
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             dynamo.config.suppress_errors)  # fmt: skip
+    try:
+        cfg = TrainConfig.from_dict(tiny_recipe(compile=compile_mode)["train"])
+        path = choose_speed_path(cfg, torch.device("cuda"), threads=1)
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         dynamo.config.suppress_errors) = saved  # fmt: skip
+    assert path.autocast_dtype == "bfloat16" and path.fused_adamw
+    assert path.compiled == (compile_mode != "off")
+    assert "tf32 matmuls" in path.notes

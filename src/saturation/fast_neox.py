@@ -26,9 +26,13 @@ class LinearCrossEntropy(torch.autograd.Function):
     """mean_i CE(hidden_i · Wᵀ, target_i), with the gradients computed chunk by chunk.
 
     The loss is the last op of the graph, so the gradient of each chunk's logits,
-    (softmax − onehot) / N, can be formed right away and folded into dhidden and dW; backward only
-    scales them by the incoming gradient. Matmuls run in `compute` (bf16 under autocast), the
-    softmax and the dW accumulation in fp32.
+    (softmax − onehot) / N, can be folded into dhidden and dW right away; backward only scales
+    them by the incoming gradient. The onehot part never touches the (chunk, V) matrix: its share
+    is −W[t]/N in dhidden and −h/N added at rows t of dW, so the softmax is the only (chunk, V)
+    pass after the matmul. (Subtracting 1 at the targets in place was a scatter that stopped
+    torch.compile from fusing it: on an H100 it cost 2 of the 17.4 ms of a width-512 step,
+    benchmarks/RESULTS.md.) Matmuls run in `compute` (bf16 under autocast); the softmax and the dW
+    accumulation in fp32.
     """
 
     @staticmethod
@@ -51,14 +55,13 @@ class LinearCrossEntropy(torch.autograd.Function):
                 t = targets[start : start + chunk]
                 logp = torch.log_softmax((h @ w.t()).float(), dim=-1)  # (c, V), one fused pass
                 total -= logp.gather(1, t[:, None]).sum()
-                grad = logp.exp_()  # the softmax, in place
-                grad[torch.arange(len(t), device=t.device), t] -= 1.0
-                grad.div_(n)
-                grad_hidden[start : start + chunk] = grad.to(compute) @ w
+                probs = logp.exp_().div_(n).to(compute)  # softmax / N, in place where eager
+                grad_hidden[start : start + chunk] = probs @ w - w[t] / n
                 if compute == torch.float32:
-                    grad_weight.addmm_(grad.t(), h)
+                    grad_weight.addmm_(probs.t(), h)
                 else:  # a low-precision matmul, accumulated in fp32
-                    grad_weight.add_((grad.to(compute).t() @ h).float())
+                    grad_weight.add_((probs.t() @ h).float())
+                grad_weight.index_add_(0, t, h.float(), alpha=-1.0 / n)
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
         return total / n
