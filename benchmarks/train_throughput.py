@@ -10,6 +10,7 @@ includes torch.compile's compilation, reported apart). Implementations:
   hf-sdpa-compile  hf-sdpa under torch.compile
   ours             saturation.fast_neox.FastGPTNeoX (what the pretrain stage runs)
   ours-compile     ours under torch.compile (what the pretrain stage runs on a GPU)
+  ours-ckpt[-compile]  ours with runtime.activation_checkpointing (each layer recomputed)
 
 MFU counts 6·(L·12d² + V·d) + 12·L·T·d FLOPs per token (matmuls incl. the LM head, attention
 scores) against the peak of a large matmul measured in the same run (fp32 on CPU, bf16 on GPU).
@@ -92,7 +93,7 @@ def run_cell(args: argparse.Namespace) -> dict:
         model.config._attn_implementation = "eager" if args.impl == "hf-eager" else "sdpa"
         step_fn = TransformersLoss(model)
     else:
-        step_fn = FastGPTNeoX(model, loss_chunk_for(device))
+        step_fn = FastGPTNeoX(model, loss_chunk_for(device), "ckpt" in args.impl)
     step_fn.to(device).train()
     cfg = TrainConfig(seed=0, steps=args.steps, batch_size=args.batch, seq_len=args.seq_len,
                       lr=1e-4, min_lr_ratio=0.1, warmup_steps=0, betas=(0.9, 0.95), eps=1e-8,

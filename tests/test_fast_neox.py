@@ -95,3 +95,33 @@ def test_same_loss_curve_as_transformers_for_200_steps(tiny_data: dict, tmp_path
     print(f"fast vs transformers eager, 200 steps fp32: max |Δloss| = {worst:.2e}")
     assert ours[-1] < ours[0] - 1.0  # it learned
     assert worst < CURVE_TOLERANCE
+
+
+def test_activation_checkpointing_changes_what_is_kept_not_what_is_computed() -> None:
+    """Same loss and gradients, bit for bit on CPU; the tensors autograd keeps for backward (the
+    ones outside the checkpointed layers, plus one input per layer) shrink to a small fraction."""
+    model = build_model(ModelShape(64, 4, 2, 512, 128), seed=0)
+    ids = torch.randint(0, 512, (4, 129), generator=torch.Generator().manual_seed(0))
+
+    def run(checkpoint_layers: bool) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+        fast = FastGPTNeoX(model, 64, checkpoint_layers)
+        kept: list[int] = []
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            kept.append(tensor.numel() * tensor.element_size())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            loss = fast(ids[:, :-1], ids[:, 1:])
+        model.zero_grad()
+        loss.backward()
+        layer_inputs = (
+            len(model.gpt_neox.layers) * ids[:, :-1].numel() * 64 * 4 if checkpoint_layers else 0
+        )
+        return loss.detach(), [p.grad.clone() for p in model.parameters()], sum(kept) + layer_inputs
+
+    full_loss, full_grads, full_bytes = run(False)
+    ckpt_loss, ckpt_grads, ckpt_bytes = run(True)
+    assert torch.equal(full_loss, ckpt_loss)
+    assert all(torch.equal(a, b) for a, b in zip(full_grads, ckpt_grads, strict=True))
+    assert ckpt_bytes < 0.35 * full_bytes, (ckpt_bytes, full_bytes)

@@ -153,3 +153,16 @@ def test_gpu_speed_path_is_chosen_without_a_gpu(compile_mode: str) -> None:
     assert path.autocast_dtype == "bfloat16" and path.fused_adamw
     assert path.compiled == (compile_mode != "off")
     assert "tf32 matmuls" in path.notes
+
+
+def test_activation_checkpointing_trains_bit_identical_weights(
+    tmp_path: Path, tiny_data: dict[str, Path]
+) -> None:
+    """runtime.activation_checkpointing is how to run, not what: it stays out of the run's id, so
+    it must not change a single weight (fp32 CPU)."""
+    plain = train_tiny(tmp_path / "plain", tiny_data)
+    recomputed = train_tiny(tmp_path / "recomputed", tiny_data, activation_checkpointing=True)
+    assert any("activation checkpointing" in note for note in recomputed["speed_path"]["notes"])
+    assert [c["sha256"] for c in recomputed["checkpoints"]] == [
+        c["sha256"] for c in plain["checkpoints"]
+    ]

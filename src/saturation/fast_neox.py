@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 
@@ -115,7 +116,12 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 class FastGPTNeoX(nn.Module):
     """The training forward of `model` (a GPTNeoXForCausalLM), sharing its parameters."""
 
-    def __init__(self, model: nn.Module, loss_chunk: int = 256) -> None:
+    def __init__(
+        self, model: nn.Module, loss_chunk: int = 256, checkpoint_layers: bool = False
+    ) -> None:
+        """`checkpoint_layers`: keep only each layer's input for backward and recompute the rest
+        (torch.utils.checkpoint): activation memory for wide models, at about a third more
+        compute; the function and its gradients are unchanged."""
         super().__init__()
         config = model.config
         if not config.use_parallel_residual:
@@ -124,6 +130,7 @@ class FastGPTNeoX(nn.Module):
             raise ValueError(f"FastGPTNeoX implements exact GELU, not {config.hidden_act!r}")
         self.model = model
         self.loss_chunk = loss_chunk
+        self.checkpoint_layers = checkpoint_layers
         self.heads = config.num_attention_heads
         self.head_dim = config.hidden_size // self.heads
         rope = config.rope_parameters
@@ -139,29 +146,36 @@ class FastGPTNeoX(nn.Module):
         rot, passed = x[..., : self.rotary_dims], x[..., self.rotary_dims :]
         return torch.cat((rot * cos + _rotate_half(rot) * sin, passed), dim=-1)
 
+    def _layer(self, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+        """One Pythia block: x + attention(ln1(x)) + mlp(ln2(x)) (the parallel residual)."""
+        batch, seq_len, width = x.shape
+        attn_in = F.layer_norm(x, (width,), layer.input_layernorm.weight,
+                               layer.input_layernorm.bias, self.eps)  # fmt: skip
+        qkv = layer.attention.query_key_value(attn_in)
+        qkv = qkv.view(batch, seq_len, self.heads, 3 * self.head_dim).transpose(1, 2)
+        q, k, v = qkv.split(self.head_dim, dim=-1)
+        q, k = self._rotate(q, seq_len), self._rotate(k, seq_len)
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        attn = layer.attention.dense(attn.transpose(1, 2).reshape(batch, seq_len, width))
+        mlp_in = F.layer_norm(x, (width,), layer.post_attention_layernorm.weight,
+                              layer.post_attention_layernorm.bias, self.eps)  # fmt: skip
+        mlp = layer.mlp.dense_4h_to_h(F.gelu(layer.mlp.dense_h_to_4h(mlp_in)))
+        return x + attn + mlp
+
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The final-norm output (B, T, d): what the LM head reads."""
-        batch, seq_len = input_ids.shape
-        if seq_len > self.cos.shape[0]:
-            raise ValueError(f"sequence of {seq_len} tokens exceeds the rotary table")
+        if input_ids.shape[1] > self.cos.shape[0]:
+            raise ValueError(f"sequence of {input_ids.shape[1]} tokens exceeds the rotary table")
         neox = self.model.gpt_neox
         x = neox.embed_in(input_ids)
-        width = x.shape[-1]
+        recompute = self.checkpoint_layers and torch.is_grad_enabled()
         for layer in neox.layers:
-            attn_in = F.layer_norm(x, (width,), layer.input_layernorm.weight,
-                                   layer.input_layernorm.bias, self.eps)  # fmt: skip
-            qkv = layer.attention.query_key_value(attn_in)
-            qkv = qkv.view(batch, seq_len, self.heads, 3 * self.head_dim).transpose(1, 2)
-            q, k, v = qkv.split(self.head_dim, dim=-1)
-            q, k = self._rotate(q, seq_len), self._rotate(k, seq_len)
-            attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            attn = layer.attention.dense(attn.transpose(1, 2).reshape(batch, seq_len, width))
-            mlp_in = F.layer_norm(x, (width,), layer.post_attention_layernorm.weight,
-                                  layer.post_attention_layernorm.bias, self.eps)  # fmt: skip
-            mlp = layer.mlp.dense_4h_to_h(F.gelu(layer.mlp.dense_h_to_4h(mlp_in)))
-            x = x + attn + mlp
+            if recompute:
+                x = torch.utils.checkpoint.checkpoint(self._layer, x, layer, use_reentrant=False)
+            else:
+                x = self._layer(x, layer)
         norm = neox.final_layer_norm
-        return F.layer_norm(x, (width,), norm.weight, norm.bias, self.eps)
+        return F.layer_norm(x, (x.shape[-1],), norm.weight, norm.bias, self.eps)
 
     def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_output_embeddings()(self.hidden_states(input_ids))

@@ -78,6 +78,7 @@ class Runtime:
     log_every: int = 10
     progress: bool = True
     stop_at_step: int | None = None  # checkpoint there and stop, resumable (as on SIGTERM)
+    activation_checkpointing: bool = False  # recompute each layer in backward: memory for compute
 
 
 class StopSignals:
@@ -378,6 +379,8 @@ def _train(
     speed = choose_speed_path(cfg, device, torch.get_num_threads())
     if world.parallel:
         speed.notes.append(f"data parallel over {world.size} processes")
+    if runtime.activation_checkpointing:
+        speed.notes.append("activation checkpointing: each layer recomputed in backward")
     log.info("speed path: %s", asdict(speed))
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
@@ -399,7 +402,8 @@ def _train(
         state = optimizer.state_dict()
         optimizer = make_optimizer(model, cfg, fused=True)
         optimizer.load_state_dict(state)
-    fast = FastGPTNeoX(model, loss_chunk_for(device)).to(device)  # same parameters as `model`
+    fast = FastGPTNeoX(model, loss_chunk_for(device), runtime.activation_checkpointing)
+    fast.to(device)  # same parameters as `model`
     trained = distributed.wrap(fast, world, device)  # gradients averaged over ranks
     step_fn = torch.compile(trained) if speed.compiled else trained
     schedule = set(cfg.checkpoint_steps)
@@ -510,6 +514,7 @@ def train_from_recipe(
     progress: bool = True,
     stop_at_step: int | None = None,
     processes: int = 1,
+    activation_checkpointing: bool = False,
 ) -> dict[str, Any]:
     """The entry point of the pretrain stage: a recipe from saturation.plan, run as given.
 
@@ -522,14 +527,14 @@ def train_from_recipe(
             "run_dir": run_dir, "tokens": tokens_bin, "tokenizer": tokenizer_dir,
             "metrics_out": metrics_out, "summary_out": summary_out, "device": device,
             "threads": per_process, "log_every": log_every, "progress": progress,
-            "stop_at_step": stop_at_step,
+            "stop_at_step": stop_at_step, "activation_checkpointing": activation_checkpointing,
         }  # fmt: skip
         distributed.launch(processes, recipe, options)
         return json.loads(Path(summary_out).read_text())
     header = read_header(tokens_bin.with_suffix(".json"))
     cfg = TrainConfig.from_dict(recipe["train"])
     shape = shape_from_recipe(recipe["model"], cfg.seq_len, header.vocab_size, header.eos_id)
-    runtime = Runtime(device, threads, log_every, progress, stop_at_step)
+    runtime = Runtime(device, threads, log_every, progress, stop_at_step, activation_checkpointing)
     return train_run(
         run_dir, shape, cfg, tokens_bin, tokenizer_dir, runtime, metrics_out, summary_out
     )
@@ -548,6 +553,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--stop-at-step", type=int)
+    parser.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction)
     args = parser.parse_args(argv)
     world = World.from_env()
     logging.basicConfig(
@@ -559,6 +565,7 @@ def main(argv: list[str] | None = None) -> None:
             json.loads(args.recipe), args.run_dir, args.tokens, args.tokenizer,
             args.metrics_out, args.summary_out, device=args.device, threads=args.threads,
             log_every=args.log_every, progress=args.progress, stop_at_step=args.stop_at_step,
+            activation_checkpointing=bool(args.activation_checkpointing),
         )  # fmt: skip
     except TrainingStopped as stopped:
         log.warning("%s", stopped)

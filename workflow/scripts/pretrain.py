@@ -20,4 +20,5 @@ train_from_recipe(
     metrics_out=Path(snakemake.output.metrics),
     summary_out=Path(snakemake.output.summary),
     processes=training_processes(snakemake.resources.gpu),
+    activation_checkpointing=runtime["activation_checkpointing"],
 )
