@@ -173,8 +173,10 @@ def profile_steps(step, batches: list, device) -> dict:
             torch.cuda.synchronize()
     events = prof.key_averages()
     if device.type == "cuda":
-        # kernels only: CPU-side ops also carry their kernels' time, which would count twice
-        kernel_events = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        # kernels only: CPU-side ops carry their kernels' time, and GPU-side annotation ranges
+        # (Optimizer.step#…) span kernels already listed; either would count them twice
+        kernel_events = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA
+                         and not getattr(e, "is_user_annotation", False)]  # fmt: skip
         timed = [(e, e.self_device_time_total) for e in kernel_events or events]
     else:
         timed = [(e, e.self_cpu_time_total) for e in events]
@@ -182,7 +184,8 @@ def profile_steps(step, batches: list, device) -> dict:
     total = sum(us for _, us, _ in kernels)
     families: dict[str, float] = {}
     for name, us, _ in kernels:
-        families[kernel_family(name)] = families.get(kernel_family(name), 0.0) + us
+        family = kernel_family(name)
+        families[family] = families.get(family, 0.0) + us
     top = sorted(kernels, key=lambda k: -k[1])[:15]
     return {"step_device_ms": total / 1e3,
             "families_ms": {k: v / 1e3 for k, v in sorted(families.items(), key=lambda kv: -kv[1])},
@@ -249,7 +252,8 @@ def main() -> None:
     started = time.perf_counter()
     torch.set_num_threads(args.threads)  # the cells' thread count: one roof for all of them
     peak = measure_peak(device, "bfloat16" if device == "cuda" else "float32")
-    print(f"# device {device}; {json.dumps(versions(device))}")
+    info = versions(device)
+    print(f"# device {device}; {json.dumps(info)}")
     print(f"# peak matmul {peak / 1e12:.3f} TFLOP/s; seq {args.seq_len}, batch {args.batch}, "
           f"V {args.vocab}, {args.steps} timed steps after {args.warmup} warm-up, "
           f"{args.threads} thread(s)")  # fmt: skip
@@ -287,7 +291,7 @@ def main() -> None:
               file=sys.stderr, flush=True)  # fmt: skip
         if args.json:
             with open(args.json, "w") as handle:
-                json.dump({"device": device, "versions": versions(device), "peak_flops": peak,
+                json.dump({"device": device, "versions": info, "peak_flops": peak,
                            "args": vars(args), "rows": rows}, handle, indent=1)  # fmt: skip
     print_table(rows, BASELINES[preset_name])
     print_profiles(rows)

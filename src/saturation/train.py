@@ -175,7 +175,8 @@ def choose_speed_path(cfg: TrainConfig, device: torch.device, threads: int) -> S
     on_gpu = device.type == "cuda"
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and on_gpu)
     autocast = "bfloat16" if use_bf16 else None
-    # auto compiles on CPU too: 1.2-1.4x at width >= 128 after ~5-15 s (benchmarks/RESULTS.md)
+    # auto compiles on CPU too: 1.01-1.36x per step over eager at the default shapes, for 5-25 s
+    # of compiling; it pays for long runs, not the default's 400 steps (benchmarks/RESULTS.md)
     compiled = cfg.compile == "on" or (cfg.compile == "auto" and device.type in ("cuda", "cpu"))
     path = SpeedPath(str(device), autocast, compiled, fused_adamw=on_gpu, threads=threads)
     if compiled and cfg.compile == "auto":
@@ -553,7 +554,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--stop-at-step", type=int)
-    parser.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction)
+    parser.add_argument(
+        "--activation-checkpointing", action=argparse.BooleanOptionalAction, default=False
+    )
     args = parser.parse_args(argv)
     world = World.from_env()
     logging.basicConfig(
@@ -565,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
             json.loads(args.recipe), args.run_dir, args.tokens, args.tokenizer,
             args.metrics_out, args.summary_out, device=args.device, threads=args.threads,
             log_every=args.log_every, progress=args.progress, stop_at_step=args.stop_at_step,
-            activation_checkpointing=bool(args.activation_checkpointing),
+            activation_checkpointing=args.activation_checkpointing,
         )  # fmt: skip
     except TrainingStopped as stopped:
         log.warning("%s", stopped)
