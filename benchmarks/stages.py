@@ -3,7 +3,9 @@
 - tokenization: MB/s of corpus text through the BPE tokenizer into token files, 1 and 2 threads;
 - per-checkpoint analysis (held-out loss + anisotropy at every depth + LM-head spectrum), as a
   fraction of the run's training time: the computation alone (the model loaded, in this process)
-  and the whole job as Snakemake runs it (a fresh Python: imports included).
+  and the whole job as Snakemake runs it (a fresh Python: imports included), side by side with
+  the same job when it also loads transformers and the checkpoint through `from_pretrained`
+  (what the job did before it read checkpoints itself).
 
     make run && python benchmarks/stages.py [--results results]
 """
@@ -19,10 +21,12 @@ import time
 from pathlib import Path
 
 JOB = """
-import sys, time
-t = time.perf_counter()
+import sys
 from pathlib import Path
 import torch
+if sys.argv[7] == "transformers":
+    from transformers import GPTNeoXForCausalLM
+    GPTNeoXForCausalLM.from_pretrained(sys.argv[1])
 from saturation.analysis import analyze_checkpoint
 torch.set_num_threads(1)
 analyze_checkpoint(checkpoint_dir=Path(sys.argv[1]), val_bin=Path(sys.argv[2]),
@@ -77,12 +81,14 @@ def analysis(plan, config: dict) -> list[dict]:
             analyze_checkpoint(folder, Path(args[1]), int(args[2]), int(args[3]), int(args[4]),
                                Path(tmp) / "m.json", Path(tmp) / "s.npy")  # fmt: skip
             compute = time.perf_counter() - start
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", JOB, *args, tmp], check=True)
-            job = time.perf_counter() - start
+            jobs = {}
+            for loader in ("ours", "transformers"):
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-c", JOB, *args, tmp, loader], check=True)
+                jobs[loader] = time.perf_counter() - start
         rows.append({"run": name, "train_s": summary["wall_s"],
                      "checkpoints": len(summary["checkpoints"]), "compute_s": compute,
-                     "job_s": job})  # fmt: skip
+                     "job_s": jobs["ours"], "job_transformers_s": jobs["transformers"]})  # fmt: skip
     return rows
 
 
@@ -105,14 +111,16 @@ def main() -> None:
     for r in tokenization(plan):
         print(f"| train split | {r['threads']} | {r['MB']:.2f} | {r['s']:.2f} | {r['MB'] / r['s']:.2f} |")  # fmt: skip
 
-    print("\n| run | training s | checkpoints | analysis s (compute) | analysis s (job) | "
-          "one checkpoint ÷ training (compute / job) | all checkpoints ÷ training (job) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| run | training s | checkpoints | analysis s (compute) | job s | "
+          "job s, via transformers | one checkpoint ÷ training (compute / job / via transformers) "
+          "| all checkpoints ÷ training (job) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in analysis(plan, config):
+        share = {key: 100 * r[key] / r["train_s"] for key in ("compute_s", "job_s", "job_transformers_s")}  # fmt: skip
         print(f"| {r['run']} | {r['train_s']:.0f} | {r['checkpoints']} | {r['compute_s']:.2f} | "
-              f"{r['job_s']:.2f} | {100 * r['compute_s'] / r['train_s']:.2f} % / "
-              f"{100 * r['job_s'] / r['train_s']:.2f} % | "
-              f"{100 * r['checkpoints'] * r['job_s'] / r['train_s']:.0f} % |")  # fmt: skip
+              f"{r['job_s']:.2f} | {r['job_transformers_s']:.2f} | {share['compute_s']:.2f} % / "
+              f"**{share['job_s']:.2f} %** / {share['job_transformers_s']:.2f} % | "
+              f"{r['checkpoints'] * share['job_s']:.0f} % |")  # fmt: skip
 
 
 if __name__ == "__main__":

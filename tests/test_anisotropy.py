@@ -11,6 +11,7 @@ from transformers import GPTNeoXForCausalLM
 
 from saturation.analysis import heldout_pass, heldout_windows
 from saturation.anisotropy import AnisotropyMeter, anisotropy
+from saturation.neox_checkpoint import load_fast_neox
 from saturation.tokens import open_tokens
 
 
@@ -45,15 +46,23 @@ def test_extremes_and_streaming() -> None:
 
 
 def test_every_depth_is_measured(tiny_run: Path, tiny_data: dict) -> None:
-    model = GPTNeoXForCausalLM.from_pretrained(tiny_run / "checkpoints" / "step12").eval()
+    """Ours (read without transformers) tapped at every depth vs transformers' hidden states."""
+    checkpoint = tiny_run / "checkpoints" / "step12"
     windows = heldout_windows(open_tokens(tiny_data["val"]), seq_len=16, n_tokens=128)
-    measured = heldout_pass(model, windows, batch_size=3)
-    layers = model.config.num_hidden_layers
+    measured = heldout_pass(load_fast_neox(checkpoint), windows, batch_size=3)
+    model = GPTNeoXForCausalLM.from_pretrained(checkpoint).eval()
+    layers, width = model.config.num_hidden_layers, model.config.hidden_size
     assert sorted(measured.anisotropy) == list(range(layers + 2))
-    inputs = torch.from_numpy(windows[:, :-1])
+    last_layer: list[torch.Tensor] = []
+    model.gpt_neox.layers[-1].register_forward_hook(
+        lambda _m, _i, output: last_layer.append(output[0] if isinstance(output, tuple) else output)
+    )
     with torch.no_grad():
-        out = model.gpt_neox(input_ids=inputs)
-    last = out.last_hidden_state.reshape(-1, model.config.hidden_size).numpy()
-    first = model.gpt_neox.embed_in(inputs).detach().reshape(-1, model.config.hidden_size).numpy()
-    assert measured.anisotropy[layers + 1] == pytest.approx(pairwise_definition(last), abs=1e-6)
-    assert measured.anisotropy[0] == pytest.approx(pairwise_definition(first), abs=1e-6)
+        out = model.gpt_neox(input_ids=torch.from_numpy(windows[:, :-1]), output_hidden_states=True)
+    # transformers' hidden_states: the embeddings, each layer's input, then the final norm's output
+    # in place of the last layer's, which the hook above reads
+    reference = {0: out.hidden_states[0], layers: last_layer[0], layers + 1: out.last_hidden_state}
+    reference.update({depth: out.hidden_states[depth] for depth in range(1, layers)})
+    for depth, states in reference.items():
+        expected = pairwise_definition(states.reshape(-1, width).numpy())
+        assert measured.anisotropy[depth] == pytest.approx(expected, abs=1e-6), depth

@@ -15,6 +15,8 @@ and the cross-entropy over V logits. So the training step runs this module inste
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -113,6 +115,74 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+@dataclass(frozen=True)
+class NeoXArchitecture:
+    """What FastGPTNeoX needs from a GPT-NeoX config, checked for what it implements.
+
+    Read from transformers' config object or straight from a checkpoint's config.json (either
+    generation of the rotary keys: transformers 5's `rope_parameters`, or the `rotary_pct` /
+    `rotary_emb_base` of older files such as Pythia's). Missing optional keys take
+    GPTNeoXConfig's defaults, as `from_pretrained` would.
+    """
+
+    width: int
+    layers: int
+    heads: int
+    intermediate: int
+    vocab_size: int
+    max_positions: int
+    rotary_pct: float = 0.25
+    rope_theta: float = 10000.0
+    eps: float = 1e-5
+    attention_bias: bool = True
+    tied_head: bool = False
+
+    @classmethod
+    def of(cls, config: Any) -> NeoXArchitecture:
+        """From a transformers config object, a config.json mapping, or an architecture."""
+        if isinstance(config, NeoXArchitecture):
+            return config
+        return cls.from_mapping(config if isinstance(config, Mapping) else config.to_dict())
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> NeoXArchitecture:
+        if config.get("model_type", "gpt_neox") != "gpt_neox":
+            raise ValueError(f"model_type is {config['model_type']!r}, not 'gpt_neox'")
+        if not config.get("use_parallel_residual", True):
+            raise ValueError(
+                "use_parallel_residual: FastGPTNeoX implements Pythia's parallel residual only"
+            )
+        if config.get("hidden_act", "gelu") != "gelu":
+            raise ValueError(
+                f"hidden_act: FastGPTNeoX implements exact GELU, not {config['hidden_act']!r}"
+            )
+        rope = config.get("rope_parameters") or {}
+        if rope.get("rope_type", "default") != "default":
+            raise ValueError(f"rope_parameters: rope_type {rope['rope_type']!r} is not implemented")
+        missing = [key for key in _REQUIRED_KEYS if key not in config]
+        if missing:
+            raise ValueError(f"config lacks {', '.join(missing)}")
+        return cls(
+            width=int(config["hidden_size"]),
+            layers=int(config["num_hidden_layers"]),
+            heads=int(config["num_attention_heads"]),
+            intermediate=int(config["intermediate_size"]),
+            vocab_size=int(config["vocab_size"]),
+            max_positions=int(config["max_position_embeddings"]),
+            rotary_pct=float(
+                rope.get("partial_rotary_factor", config.get("rotary_pct", cls.rotary_pct))
+            ),
+            rope_theta=float(rope.get("rope_theta", config.get("rotary_emb_base", cls.rope_theta))),
+            eps=float(config.get("layer_norm_eps", cls.eps)),
+            attention_bias=bool(config.get("attention_bias", cls.attention_bias)),
+            tied_head=bool(config.get("tie_word_embeddings", cls.tied_head)),
+        )
+
+
+_REQUIRED_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                  "vocab_size", "max_position_embeddings")  # fmt: skip
+
+
 class FastGPTNeoX(nn.Module):
     """The training forward of `model` (a GPTNeoXForCausalLM), sharing its parameters."""
 
@@ -123,21 +193,16 @@ class FastGPTNeoX(nn.Module):
         (torch.utils.checkpoint): activation memory for wide models, at about a third more
         compute; the function and its gradients are unchanged."""
         super().__init__()
-        config = model.config
-        if not config.use_parallel_residual:
-            raise ValueError("FastGPTNeoX implements Pythia's parallel residual only")
-        if config.hidden_act != "gelu":
-            raise ValueError(f"FastGPTNeoX implements exact GELU, not {config.hidden_act!r}")
+        arch = NeoXArchitecture.of(model.config)
         self.model = model
         self.loss_chunk = loss_chunk
         self.checkpoint_layers = checkpoint_layers
-        self.heads = config.num_attention_heads
-        self.head_dim = config.hidden_size // self.heads
-        rope = config.rope_parameters
-        self.rotary_dims = int(self.head_dim * rope.get("partial_rotary_factor", 1.0))
-        self.rope_base = float(rope["rope_theta"])
-        self.eps = config.layer_norm_eps
-        cos, sin = rotary_tables(config.max_position_embeddings, self.rotary_dims, self.rope_base)
+        self.heads = arch.heads
+        self.head_dim = arch.width // arch.heads
+        self.rotary_dims = int(self.head_dim * arch.rotary_pct)
+        self.rope_base = arch.rope_theta
+        self.eps = arch.eps
+        cos, sin = rotary_tables(arch.max_positions, self.rotary_dims, self.rope_base)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
 
@@ -162,23 +227,40 @@ class FastGPTNeoX(nn.Module):
         mlp = layer.mlp.dense_4h_to_h(F.gelu(layer.mlp.dense_h_to_4h(mlp_in)))
         return x + attn + mlp
 
-    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The final-norm output (B, T, d): what the LM head reads."""
+    def hidden_states(
+        self, input_ids: torch.Tensor, tap: Callable[[int, torch.Tensor], None] | None = None
+    ) -> torch.Tensor:
+        """The final-norm output (B, T, d): what the LM head reads.
+
+        `tap(depth, states)`, if given, sees the hidden states at every depth as they are computed:
+        0 = the embeddings, 1 … L = each layer's output, L + 1 = the final norm's (the anisotropy
+        of SCIENCE.md §1 is measured there).
+        """
         if input_ids.shape[1] > self.cos.shape[0]:
             raise ValueError(f"sequence of {input_ids.shape[1]} tokens exceeds the rotary table")
         neox = self.model.gpt_neox
         x = neox.embed_in(input_ids)
+        if tap is not None:
+            tap(0, x)
         recompute = self.checkpoint_layers and torch.is_grad_enabled()
-        for layer in neox.layers:
+        for depth, layer in enumerate(neox.layers, start=1):
             if recompute:
                 x = torch.utils.checkpoint.checkpoint(self._layer, x, layer, use_reentrant=False)
             else:
                 x = self._layer(x, layer)
+            if tap is not None:
+                tap(depth, x)
         norm = neox.final_layer_norm
-        return F.layer_norm(x, (x.shape[-1],), norm.weight, norm.bias, self.eps)
+        x = F.layer_norm(x, (x.shape[-1],), norm.weight, norm.bias, self.eps)
+        if tap is not None:
+            tap(len(neox.layers) + 1, x)
+        return x
 
-    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_output_embeddings()(self.hidden_states(input_ids))
+    def logits(
+        self, input_ids: torch.Tensor, tap: Callable[[int, torch.Tensor], None] | None = None
+    ) -> torch.Tensor:
+        """Full logits (B, T, V), for measuring rather than training; `tap` as in hidden_states."""
+        return self.model.get_output_embeddings()(self.hidden_states(input_ids, tap))
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of predicting `targets` (B, T) from `input_ids` (B, T), in fp32."""

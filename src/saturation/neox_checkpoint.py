@@ -1,0 +1,116 @@
+"""A saved GPT-NeoX checkpoint read into FastGPTNeoX, without importing transformers.
+
+Every harvested checkpoint is measured in its own short job, where importing transformers took
+≈ 3 s against 0.4–1.6 s of measuring (benchmarks/RESULTS.md). A checkpoint is config.json plus
+safetensors, and FastGPTNeoX computes the forward over any module tree that carries
+transformers' parameter names; so this builds that tree from plain torch modules and loads the
+file into it strictly: every tensor in the file has a place, and every place is filled.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from saturation.fast_neox import FastGPTNeoX, NeoXArchitecture
+
+# Buffers older transformers saved beside the weights (the causal mask, rotary frequencies):
+# recomputed by FastGPTNeoX, so skipped, as from_pretrained skips them.
+_IGNORED_KEYS = re.compile(r"\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$")
+
+
+class _FromFile:
+    """A module whose tensors all come from the file: its random init is skipped. (On the meta
+    device that init would cost nothing but an import of torch._dynamo: 1 s per job.)"""
+
+    def reset_parameters(self) -> None:
+        pass
+
+
+class _Linear(_FromFile, nn.Linear):
+    pass
+
+
+class _LayerNorm(_FromFile, nn.LayerNorm):
+    pass
+
+
+class _Embedding(_FromFile, nn.Embedding):
+    pass
+
+
+def _block(arch: NeoXArchitecture, device: str) -> nn.Module:
+    """One GPT-NeoX layer's parameters, named as in transformers' GPTNeoXLayer."""
+    d, bias = arch.width, arch.attention_bias
+    block = nn.Module()
+    block.input_layernorm = _LayerNorm(d, eps=arch.eps, device=device)
+    block.post_attention_layernorm = _LayerNorm(d, eps=arch.eps, device=device)
+    block.attention = nn.Module()
+    block.attention.query_key_value = _Linear(d, 3 * d, bias=bias, device=device)
+    block.attention.dense = _Linear(d, d, bias=bias, device=device)
+    block.mlp = nn.Module()
+    block.mlp.dense_h_to_4h = _Linear(d, arch.intermediate, device=device)
+    block.mlp.dense_4h_to_h = _Linear(arch.intermediate, d, device=device)
+    return block
+
+
+class NeoXParameters(nn.Module):
+    """GPT-NeoX's parameters under transformers' names (`gpt_neox.layers.0.attention.dense.weight`,
+    `embed_out.weight`, …) in plain torch modules: what FastGPTNeoX reads, and nothing else.
+
+    Built as shapes on the meta device; `load_state_dict(..., assign=True)` moves the real
+    tensors in.
+    """
+
+    def __init__(self, arch: NeoXArchitecture) -> None:
+        super().__init__()
+        device = "meta"
+        self.config = arch
+        self.gpt_neox = nn.Module()
+        self.gpt_neox.embed_in = _Embedding(arch.vocab_size, arch.width, device=device)
+        self.gpt_neox.layers = nn.ModuleList(_block(arch, device) for _ in range(arch.layers))
+        self.gpt_neox.final_layer_norm = _LayerNorm(arch.width, eps=arch.eps, device=device)
+        self.embed_out = _Linear(arch.width, arch.vocab_size, bias=False, device=device)
+
+    def get_output_embeddings(self) -> nn.Linear:  # the name FastGPTNeoX calls
+        return self.embed_out
+
+
+def read_weights(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the checkpoint's safetensors files (one, or the shards of a large model)."""
+    from safetensors.torch import load_file
+
+    files = sorted(checkpoint_dir.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{checkpoint_dir}: no *.safetensors weights")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load_file(file))
+    return {key: value for key, value in state.items() if not _IGNORED_KEYS.search(key)}
+
+
+def load_fast_neox(checkpoint_dir: str | Path) -> FastGPTNeoX:
+    """The checkpoint's model in fp32, in eval mode, ready for `logits` and `hidden_states`."""
+    folder = Path(checkpoint_dir)
+    config_file = folder / "config.json"
+    try:
+        arch = NeoXArchitecture.of(json.loads(config_file.read_text()))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{config_file}: {error}") from error
+    state = {key: value.float() for key, value in read_weights(folder).items()}
+    if arch.tied_head:
+        state.setdefault("embed_out.weight", state.get("gpt_neox.embed_in.weight"))
+    params = NeoXParameters(arch)
+    expected = set(params.state_dict())
+    missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{folder}: weights do not match config.json: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]} ({len(missing)} and {len(unexpected)} in all)"
+        )
+    params.load_state_dict(state, strict=True, assign=True)
+    return FastGPTNeoX(params).eval()
