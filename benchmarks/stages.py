@@ -7,7 +7,7 @@
   the same job when it also loads transformers and the checkpoint through `from_pretrained`
   (what the job did before it read checkpoints itself).
 
-    make run && python benchmarks/stages.py [--results results]
+    make run && python benchmarks/stages.py [--results results] [--configfile FILE …]
 """
 
 from __future__ import annotations
@@ -94,16 +94,15 @@ def analysis(plan, config: dict) -> list[dict]:
 
 def main() -> None:
     import torch
-    import yaml
 
-    from saturation.config import validate_config
+    from saturation.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument("--config", type=Path, default=Path("config.yaml"))
+    parser.add_argument("--configfile", type=Path, nargs="*", default=[])  # as for snakemake
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = validate_config(yaml.safe_load(args.config.read_text()))  # with the defaults
+    config = load_config(*args.configfile)
 
     print("\n| tokenization | threads | MB of text | seconds | MB/s |")
     print("|---|---:|---:|---:|---:|")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from saturation.config import ConfigError, validate_config
-from tests.conftest import ROOT, snakemake, write_config
+from saturation.config import ConfigError, load_config, validate_config
+from tests.conftest import MICRO, ROOT, snakemake, write_config
 
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -127,3 +127,16 @@ def test_local_text_files_are_tracked_inputs(tmp_path: Path) -> None:
     extra = write_config(tmp_path / "text.yaml", {"corpus": {"sources": [{"text": "docs/*.txt"}]}})
     done = snakemake(tmp_path, "-n", "--configfile", str(extra))
     assert "input: docs/0.txt, docs/1.txt, docs/2.txt" in done.stdout + done.stderr
+
+
+def test_load_config_merges_configfiles_as_snakemake_does(tmp_path: Path) -> None:
+    """Tools outside Snakemake see the config a `--configfile` run sees: mappings merge, lists
+    replace, defaults are filled, and a bad override is the same one-line error."""
+    default = load_config()
+    micro = load_config(MICRO)
+    assert [w["width"] for w in micro["widths"]] == [16, 32]  # the list replaced
+    assert micro["train"]["steps"] == 40 and micro["train"]["lr"] == default["train"]["lr"]
+    assert micro["model"] == default["model"]  # untouched mappings stay
+    bad = write_config(tmp_path / "bad.yaml", {"train": {"lr": -1}})
+    with pytest.raises(ConfigError, match=r"^train\.lr: "):
+        load_config(MICRO, bad)

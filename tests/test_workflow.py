@@ -17,8 +17,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from saturation.config import load_config
 from saturation.figures import FIGURES
-from saturation.plan import FORMAT_VERSIONS
+from saturation.jobcosts import read_job_costs, stage_costs, to_markdown
+from saturation.plan import FORMAT_VERSIONS, make_plan
 from saturation.tasks import SAMPLES_DIR
 from tests.conftest import MICRO, SNAKEFILE, snakemake, write_config
 
@@ -101,6 +103,25 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
     assert set(index.stage) == set(FORMAT_VERSIONS)  # every stage is indexed
     for row in index.itertuples():
         assert yaml.safe_load((workdir / row.path / "recipe.json").read_text())["id"] == row.id
+
+
+def test_every_job_records_its_cost(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
+    """Each job leaves Snakemake's benchmark file; summed per rule, they are the stage costs."""
+    workdir, done = micro
+    results = workdir / "results"
+    plan = make_plan(load_config(MICRO) | {"results": str(results)})
+    jobs = read_job_costs(results / "logs", (stage.id for stage in plan.stages()))
+    ran = jobs_run(done)
+    del ran["all"], ran["figures"]  # target rules: no job runs
+    assert Counter(jobs.rule) == ran
+    assert (jobs.wall_s > 0).all()
+    costs = stage_costs(jobs)
+    assert costs.share.sum() == pytest.approx(1.0)
+    assert costs.set_index("rule").jobs.to_dict() == dict(ran)
+    pretrain = jobs[jobs.rule == "pretrain"]
+    assert pretrain.max_rss_mib.notna().all() and (pretrain.max_rss_mib > 100).all()  # torch
+    assert "| pretrain | 2 |" in to_markdown(costs)
+    assert read_job_costs(results / "logs", ["0" * 12]).empty  # another config's jobs: none
 
 
 def test_second_run_does_nothing(micro: tuple[Path, subprocess.CompletedProcess]) -> None:

@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = REPO / "config.yaml"
 
 
 class ConfigError(ValueError):
@@ -62,6 +64,19 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
         raise ConfigError(_schema_error_line(config, load_schema(schema_path))) from err
     check_semantics(config)
     return config
+
+
+def load_config(*configfiles: Path, base: Path = DEFAULT_CONFIG) -> dict[str, Any]:
+    """The config a workflow run with `--configfile A B …` sees, for tools outside Snakemake:
+    the embedded default, then each file on top, merged by Snakemake's own update_config
+    (mappings merge, lists replace), validated with the defaults filled."""
+    import yaml
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load(base.read_text())
+    for path in configfiles:
+        update_config(config, yaml.safe_load(Path(path).read_text()))
+    return validate_config(config)
 
 
 def check_semantics(config: Mapping[str, Any]) -> None:

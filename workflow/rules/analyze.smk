@@ -15,6 +15,8 @@ rule analyze_checkpoint:
         sigma=f"{RESULTS}/analyze/{{analyze_id}}/step{{step}}/{SIGMA_FILE}",
     log:
         f"{LOGS}/analyze_checkpoint/{{analyze_id}}-step{{step}}.log",
+    benchmark:
+        f"{LOGS}/analyze_checkpoint/{{analyze_id}}-step{{step}}.benchmark.tsv"
     group:
         "analyze-{analyze_id}"
     conda:
@@ -35,6 +37,8 @@ checkpoint collect_run:
         spectra=f"{RESULTS}/analyze/{{analyze_id}}/spectra.csv",
     log:
         f"{LOGS}/collect_run/{{analyze_id}}.log",
+    benchmark:
+        f"{LOGS}/collect_run/{{analyze_id}}.benchmark.tsv"
     conda:
         ENV
     params:
@@ -55,6 +59,8 @@ rule tidy_table:
         spectra_parquet=PLAN.tables.path("spectra.parquet"),
     log:
         f"{LOGS}/tidy_table/{PLAN.tables.id}.log",
+    benchmark:
+        f"{LOGS}/tidy_table/{PLAN.tables.id}.benchmark.tsv"
     conda:
         ENV
     script:
@@ -79,6 +85,8 @@ rule saturation_summary:
         benchmarks_markdown=PLAN.tables.path("benchmarks.md"),
     log:
         f"{LOGS}/saturation_summary/{PLAN.tables.id}.log",
+    benchmark:
+        f"{LOGS}/saturation_summary/{PLAN.tables.id}.benchmark.tsv"
     conda:
         ENV
     params:

@@ -11,6 +11,8 @@ rule build_corpus:
         stats=PLAN.corpus.path("stats.json"),
     log:
         f"{LOGS}/build_corpus/{PLAN.corpus.id}.log",
+    benchmark:
+        f"{LOGS}/build_corpus/{PLAN.corpus.id}.benchmark.tsv"
     conda:
         ENV
     params:
@@ -26,6 +28,8 @@ rule train_tokenizer:
         tokenizer=directory(PLAN.tokenizer.path("tokenizer")),
     log:
         f"{LOGS}/train_tokenizer/{PLAN.tokenizer.id}.log",
+    benchmark:
+        f"{LOGS}/train_tokenizer/{PLAN.tokenizer.id}.benchmark.tsv"
     conda:
         ENV
     params:
@@ -43,6 +47,8 @@ rule tokenize:
         header=PLAN.tokens.path("{split}.json"),
     log:
         f"{LOGS}/tokenize/{PLAN.tokens.id}-{{split}}.log",
+    benchmark:
+        f"{LOGS}/tokenize/{PLAN.tokens.id}-{{split}}.benchmark.tsv"
     wildcard_constraints:
         split="train|val|test",
     conda:

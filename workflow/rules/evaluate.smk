@@ -10,6 +10,8 @@ rule build_eval_tasks:
         tasks=directory(f"{RESULTS}/evaltasks/{{evaltasks_id}}/tasks"),
     log:
         f"{LOGS}/build_eval_tasks/{{evaltasks_id}}.log",
+    benchmark:
+        f"{LOGS}/build_eval_tasks/{{evaltasks_id}}.benchmark.tsv"
     conda:
         ENV
     params:
@@ -25,6 +27,8 @@ rule evaluate_checkpoint:
         results=f"{RESULTS}/evaluate/{{evaluate_id}}/step{{step}}.json",
     log:
         f"{LOGS}/evaluate_checkpoint/{{evaluate_id}}-step{{step}}.log",
+    benchmark:
+        f"{LOGS}/evaluate_checkpoint/{{evaluate_id}}-step{{step}}.benchmark.tsv"
     group:
         "evaluate-{evaluate_id}"
     conda:
@@ -43,6 +47,8 @@ rule collect_benchmarks:
         metrics=f"{RESULTS}/benchmarks/{{benchmarks_id}}/metrics.csv",
     log:
         f"{LOGS}/collect_benchmarks/{{benchmarks_id}}.log",
+    benchmark:
+        f"{LOGS}/collect_benchmarks/{{benchmarks_id}}.benchmark.tsv"
     conda:
         ENV
     params:

@@ -14,6 +14,8 @@ rule plot_figure:
         pdf=PLAN.figures.path("{figure}.pdf"),
     log:
         f"{LOGS}/plot_figure/{PLAN.figures.id}-{{figure}}.log",
+    benchmark:
+        f"{LOGS}/plot_figure/{PLAN.figures.id}-{{figure}}.benchmark.tsv"
     conda:
         ENV
     script:

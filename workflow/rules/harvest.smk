@@ -9,6 +9,8 @@ checkpoint harvest:
         manifest=f"{RESULTS}/harvest/{{harvest_id}}/manifest.csv",
     log:
         f"{LOGS}/harvest/{{harvest_id}}.log",
+    benchmark:
+        f"{LOGS}/harvest/{{harvest_id}}.benchmark.tsv"
     conda:
         ENV
     params:

@@ -15,6 +15,8 @@ rule pretrain:
         metrics=f"{RESULTS}/pretrain/{{pretrain_id}}/metrics.jsonl",
     log:
         f"{LOGS}/pretrain/{{pretrain_id}}.log",
+    benchmark:
+        f"{LOGS}/pretrain/{{pretrain_id}}.benchmark.tsv"
     conda:
         ENV
     threads: config["runtime"]["train_threads"]
