@@ -106,6 +106,10 @@ def test_mismatched_weights_name_the_folder_and_key(checkpoint_copy: Path) -> No
             {"rope_parameters": {"rope_type": "linear", "factor": 2.0}},
             "rope_parameters: rope_type 'linear'",
         ),
+        (
+            {"rope_parameters": None, "rope_scaling": {"type": "linear", "factor": 2.0}},
+            "rope_scaling: rope_type 'linear'",
+        ),
         ({"model_type": "llama"}, "model_type is 'llama'"),
         ({"hidden_size": None}, "config lacks hidden_size"),
     ],

@@ -157,8 +157,11 @@ class NeoXArchitecture:
                 f"hidden_act: FastGPTNeoX implements exact GELU, not {config['hidden_act']!r}"
             )
         rope = config.get("rope_parameters") or {}
-        if rope.get("rope_type", "default") != "default":
-            raise ValueError(f"rope_parameters: rope_type {rope['rope_type']!r} is not implemented")
+        for key in ("rope_parameters", "rope_scaling"):  # rope_scaling: older files' spelling
+            spec = config.get(key) or {}
+            kind = spec.get("rope_type", spec.get("type", "default"))
+            if kind != "default":
+                raise ValueError(f"{key}: rope_type {kind!r} is not implemented")
         missing = [key for key in _REQUIRED_KEYS if key not in config]
         if missing:
             raise ValueError(f"config lacks {', '.join(missing)}")
