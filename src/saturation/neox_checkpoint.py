@@ -43,7 +43,10 @@ class _Embedding(_FromFile, nn.Embedding):
     pass
 
 
-def _block(arch: NeoXArchitecture, device: str) -> nn.Module:
+META = torch.device("meta")  # shapes only: the file's tensors move in later
+
+
+def _block(arch: NeoXArchitecture, device: torch.device) -> nn.Module:
     """One GPT-NeoX layer's parameters, named as in transformers' GPTNeoXLayer."""
     d, bias = arch.width, arch.attention_bias
     block = nn.Module()
@@ -68,7 +71,7 @@ class NeoXParameters(nn.Module):
 
     def __init__(self, arch: NeoXArchitecture) -> None:
         super().__init__()
-        device = "meta"
+        device = META
         self.config = arch
         self.gpt_neox = nn.Module()
         self.gpt_neox.embed_in = _Embedding(arch.vocab_size, arch.width, device=device)
@@ -102,8 +105,8 @@ def load_fast_neox(checkpoint_dir: str | Path) -> FastGPTNeoX:
     except (OSError, ValueError) as error:
         raise ValueError(f"{config_file}: {error}") from error
     state = {key: value.float() for key, value in read_weights(folder).items()}
-    if arch.tied_head:
-        state.setdefault("embed_out.weight", state.get("gpt_neox.embed_in.weight"))
+    if arch.tied_head and "gpt_neox.embed_in.weight" in state:  # save_pretrained drops the copy
+        state.setdefault("embed_out.weight", state["gpt_neox.embed_in.weight"])
     params = NeoXParameters(arch)
     expected = set(params.state_dict())
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
