@@ -319,7 +319,10 @@ def print_table(rows: list[dict], baselines: tuple[str, ...]) -> None:
     print("|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(baselines))
     for r in rows:
         if "error" in r:
-            print(f"| {r['width']} | {r['layers']} | {r['impl']} | – | – | – | – | {r['error']} |")
+            blanks = " – |" * (len(baselines) - 1)  # the error fills the first ratio column
+            print(
+                f"| {r['width']} | {r['layers']} | {r['impl']} | – | – | – | – | {r['error']} |{blanks}"
+            )
             continue
         cells = " | ".join(
             f"{r['tokens_per_s'] / base[b, r['width']]:.2f}×" if base.get((b, r["width"])) else "–"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from saturation.config import ConfigError, load_config, validate_config
+from saturation.config import ConfigError, load_config, merge_configs, validate_config
 from tests.conftest import MICRO, ROOT, snakemake, write_config
 
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -59,18 +58,7 @@ BAD_CONFIGS = {
 
 def merged(overrides: dict) -> dict:
     """What Snakemake does with --configfile on top of config.yaml: dicts merge, lists replace."""
-
-    def merge(base: dict, extra: dict) -> dict:
-        out = copy.deepcopy(base)
-        for key, value in extra.items():
-            out[key] = (
-                merge(out[key], value)
-                if isinstance(value, dict) and isinstance(out.get(key), dict)
-                else value
-            )
-        return out
-
-    return merge(DEFAULT, overrides)
+    return merge_configs(DEFAULT, overrides)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))

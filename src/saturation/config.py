@@ -66,17 +66,26 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
     return config
 
 
-def load_config(*configfiles: Path, base: Path = DEFAULT_CONFIG) -> dict[str, Any]:
-    """The config a workflow run with `--configfile A B …` sees, for tools outside Snakemake:
-    the embedded default, then each file on top, merged by Snakemake's own update_config
-    (mappings merge, lists replace), validated with the defaults filled."""
-    import yaml
+def merge_configs(base: Mapping[str, Any], *overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """What `--configfile` does on top of the embedded default: Snakemake's own update_config
+    (mappings merge, lists replace), on copies."""
+    import copy
+
     from snakemake.utils import update_config
 
-    config = yaml.safe_load(base.read_text())
-    for path in configfiles:
-        update_config(config, yaml.safe_load(Path(path).read_text()))
-    return validate_config(config)
+    config = copy.deepcopy(dict(base))
+    for override in overrides:
+        update_config(config, copy.deepcopy(dict(override)))
+    return config
+
+
+def load_config(*configfiles: Path, base: Path = DEFAULT_CONFIG) -> dict[str, Any]:
+    """The config a workflow run with `--configfile A B …` sees, for tools outside Snakemake:
+    the embedded default with each file merged on top, validated with the defaults filled."""
+    import yaml
+
+    files = [yaml.safe_load(Path(path).read_text()) for path in configfiles]
+    return validate_config(merge_configs(yaml.safe_load(base.read_text()), *files))
 
 
 def check_semantics(config: Mapping[str, Any]) -> None:

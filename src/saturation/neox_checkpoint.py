@@ -46,9 +46,9 @@ class _Embedding(_FromFile, nn.Embedding):
 META = torch.device("meta")  # shapes only: the file's tensors move in later
 
 
-def _block(arch: NeoXArchitecture, device: torch.device) -> nn.Module:
+def _block(arch: NeoXArchitecture) -> nn.Module:
     """One GPT-NeoX layer's parameters, named as in transformers' GPTNeoXLayer."""
-    d, bias = arch.width, arch.attention_bias
+    d, bias, device = arch.width, arch.attention_bias, META
     block = nn.Module()
     block.input_layernorm = _LayerNorm(d, eps=arch.eps, device=device)
     block.post_attention_layernorm = _LayerNorm(d, eps=arch.eps, device=device)
@@ -71,13 +71,12 @@ class NeoXParameters(nn.Module):
 
     def __init__(self, arch: NeoXArchitecture) -> None:
         super().__init__()
-        device = META
         self.config = arch
         self.gpt_neox = nn.Module()
-        self.gpt_neox.embed_in = _Embedding(arch.vocab_size, arch.width, device=device)
-        self.gpt_neox.layers = nn.ModuleList(_block(arch, device) for _ in range(arch.layers))
-        self.gpt_neox.final_layer_norm = _LayerNorm(arch.width, eps=arch.eps, device=device)
-        self.embed_out = _Linear(arch.width, arch.vocab_size, bias=False, device=device)
+        self.gpt_neox.embed_in = _Embedding(arch.vocab_size, arch.width, device=META)
+        self.gpt_neox.layers = nn.ModuleList(_block(arch) for _ in range(arch.layers))
+        self.gpt_neox.final_layer_norm = _LayerNorm(arch.width, eps=arch.eps, device=META)
+        self.embed_out = _Linear(arch.width, arch.vocab_size, bias=False, device=META)
 
     def get_output_embeddings(self) -> nn.Linear:  # the name FastGPTNeoX calls
         return self.embed_out
