@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from safetensors.numpy import load_file, save_file
 from transformers import GPTNeoXForCausalLM
 
-from saturation.analysis import analyze_checkpoint, heldout_windows
-from saturation.spectra import load_head, singular_entropy
+from saturation.analysis import (
+    analyze_checkpoint,
+    heldout_pass,
+    heldout_windows,
+    summed_cross_entropy,
+)
+from saturation.neox_checkpoint import load_fast_neox
+from saturation.spectra import load_head
 from saturation.tokens import open_tokens
 
 
@@ -23,6 +33,78 @@ def test_windows_are_fixed_and_spread() -> None:
     assert windows[0, 0] == 0 and windows[-1, -1] == len(tokens) - 1
     with pytest.raises(ValueError, match="fewer than seq_len"):
         heldout_windows(np.arange(5), 16, 320)
+
+
+def test_default_sample_is_pinned() -> None:
+    """The default config (54,819 val tokens, seq_len 128, 16,384 tokens): 128 windows at
+    round(i · 54690 / 127), as every stored result of it was scored."""
+    windows = heldout_windows(np.arange(54_819), seq_len=128, n_tokens=16_384)
+    starts = windows[:, 0]
+    assert len(starts) == 128 and list(starts[:4]) == [0, 431, 861, 1292] and starts[-1] == 54_690
+    np.testing.assert_array_equal(starts, np.round(np.arange(128) * 54_690 / 127))
+
+
+def test_a_short_split_is_never_scored_twice(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="saturation.analysis"):
+        windows = heldout_windows(np.arange(300), seq_len=128, n_tokens=16_384)
+    # 299 scorable tokens hold two 128-token windows; they used to be 128 overlapping ones
+    assert windows.shape == (2, 129)
+    assert len(np.unique(windows[:, 1:])) == windows[:, 1:].size == 256
+    assert windows[0, 0] == 0 and windows[-1, -1] == 299
+    assert "scoring 256 tokens, not the 16384 requested" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="saturation.analysis"):
+        windows = heldout_windows(np.arange(10_000), seq_len=128, n_tokens=100)
+    assert windows.shape == (1, 129) and "scoring 128 tokens, not the 100 requested" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="saturation.analysis"):
+        heldout_windows(np.arange(10_000), seq_len=128, n_tokens=1280)
+    assert caplog.text == ""  # a request the split holds is not warned about
+
+
+def test_record_counts_the_tokens_actually_scored(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path
+) -> None:
+    n_val = len(open_tokens(tiny_data["val"]))
+    record = analyze_checkpoint(
+        tiny_run / "checkpoints" / "step2", tiny_data["val"], seq_len=16, val_tokens=10**7,
+        batch_size=64, metrics_out=tmp_path / "metrics.json", sigma_out=tmp_path / "sigma.npy",
+    )  # fmt: skip
+    assert record["info"]["scored_tokens"] == (n_val - 1) // 16 * 16 < 10**7
+
+
+def test_chunked_loss_equals_cross_entropy_of_the_full_logits(
+    tiny_run: Path, tiny_data: dict
+) -> None:
+    model = load_fast_neox(tiny_run / "checkpoints" / "step12")
+    windows = heldout_windows(open_tokens(tiny_data["val"]), seq_len=16, n_tokens=160)
+    model.loss_chunk = 7  # chunks that split windows and leave a ragged last one
+    measured = heldout_pass(model, windows, batch_size=3)
+    ids = torch.from_numpy(windows)
+    with torch.no_grad():
+        logits = model.logits(ids[:, :-1])  # (B, T, V) at once, as the analysis used to
+    full = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten()).item()
+    assert measured.loss == pytest.approx(full, rel=1e-6) and measured.scored_tokens == 160
+    rng = torch.Generator().manual_seed(0)
+    hidden, head = torch.randn(50, 8, generator=rng), torch.nn.Linear(8, 1000, bias=False)
+    targets = torch.randint(0, 1000, (50,), generator=rng)
+    with torch.no_grad():
+        expected = F.cross_entropy(head(hidden), targets, reduction="sum").item()
+        assert summed_cross_entropy(hidden, head, targets, 16) == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_diverged_head_fails_naming_its_file(tiny_run: Path, tiny_data: dict, tmp_path: Path):
+    checkpoint = shutil.copytree(tiny_run / "checkpoints" / "step12", tmp_path / "step12")
+    weights = next(checkpoint.glob("*.safetensors"))
+    state = load_file(weights)
+    state["embed_out.weight"][5, 3] = np.inf  # a real row (< 300): unguarded, this read as collapse
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match=f"{weights}: LM head embed_out.weight has 1 non-finite"):
+        analyze_checkpoint(
+            checkpoint, tiny_data["val"], seq_len=16, val_tokens=64, batch_size=3,
+            metrics_out=tmp_path / "metrics.json", sigma_out=tmp_path / "sigma.npy",
+        )  # fmt: skip
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_analyze_matches_a_manual_forward_pass(
@@ -44,6 +126,12 @@ def test_analyze_matches_a_manual_forward_pass(
     head = load_head(checkpoint)
     real_rows = record["info"]["head_rows"]
     assert head.shape[0] == 384 and real_rows == 300  # padded rows sliced away before the SVD
-    assert sigma.shape == (16,) and np.all(np.diff(sigma) <= 0)
-    assert metrics["singular_entropy"] == pytest.approx(singular_entropy(sigma))
+    # the saved spectrum is the head's real rows', not the padded head's
+    reference = np.linalg.svd(head[:300].astype(np.float64), compute_uv=False)
+    np.testing.assert_allclose(sigma, reference, rtol=1e-12)
+    assert not np.allclose(sigma, np.linalg.svd(head.astype(np.float64), compute_uv=False))
+    p = reference / reference.sum()  # SCIENCE.md §2 written out
+    assert metrics["singular_entropy"] == pytest.approx(np.sum(p * np.log(16 * p)), rel=1e-10)
+    assert metrics["effective_rank"] == pytest.approx(np.exp(-np.sum(p * np.log(p))), rel=1e-10)
+    assert metrics["sigma_max"] == pytest.approx(reference[0], rel=1e-12)
     assert 0 <= metrics["singular_entropy"] <= np.log(16)

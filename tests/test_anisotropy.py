@@ -45,6 +45,29 @@ def test_extremes_and_streaming() -> None:
         anisotropy(np.ones((1, 3)))
 
 
+def test_zero_states_are_left_out_of_h() -> None:
+    """cos(0, ·) is undefined (SCIENCE.md §2): a zero row leaves H, it does not count in n."""
+    rng = np.random.default_rng(3)
+    states = rng.normal(loc=0.5, size=(40, 6))
+    with_zeros = states.copy()
+    with_zeros[[0, 17, 39]] = 0.0
+    nonzero = np.delete(states, [0, 17, 39], axis=0)
+    assert anisotropy(with_zeros) == pytest.approx(pairwise_definition(nonzero), abs=1e-12)
+    same = np.tile(np.array([[1.0, 2.0, 3.0]]), (10, 1))
+    same[0] = 0.0  # counted in n, this gave 72/90 = 0.8 for nine identical directions
+    assert anisotropy(same) == pytest.approx(1.0)
+    meter = AnisotropyMeter()
+    meter.add(0, with_zeros.reshape(4, 10, 6))
+    meter.add(1, states[None])
+    assert meter.values()[0] == pytest.approx(pairwise_definition(nonzero), abs=1e-12)
+    assert meter.zero_rows() == {0: 3}
+    with pytest.raises(ValueError, match="two non-zero"):
+        anisotropy(np.vstack([np.zeros((5, 3)), np.ones((1, 3))]))
+    nan_row = states.copy()
+    nan_row[4, 0] = np.nan  # not mistaken for a zero row: it shows
+    assert np.isnan(anisotropy(nan_row))
+
+
 def test_every_depth_is_measured(tiny_run: Path, tiny_data: dict) -> None:
     """Ours (read without transformers) tapped at every depth vs transformers' hidden states."""
     checkpoint = tiny_run / "checkpoints" / "step12"

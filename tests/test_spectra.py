@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
-from saturation.spectra import effective_rank, singular_entropy, singular_values, w_error
+from saturation.spectra import (
+    effective_rank,
+    load_head,
+    singular_entropy,
+    singular_values,
+    w_error,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -59,3 +68,29 @@ def test_w_error_bounds() -> None:
     assert w_error(sigma, 3) == 0.0
     with pytest.raises(ValueError):
         w_error(np.zeros(3), 1)
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_non_finite_spectra_are_refused_not_reported_as_collapse(bad: float) -> None:
+    # unguarded, one inf gave KL = ln d and effective rank 1 (the collapse signal) and NaN
+    # vanished from the sums
+    sigma = np.array([bad, 2.0, 1.0])
+    for metric in (singular_entropy, effective_rank):
+        with pytest.raises(ValueError, match="finite"):
+            metric(sigma)
+    with pytest.raises(ValueError, match="non-finite"):
+        w_error(sigma, 1)
+    head = np.random.default_rng(0).normal(size=(40, 8))
+    head[3, 5] = bad  # NaN made LAPACK raise LinAlgError, inf gave a rank-one spectrum
+    with pytest.raises(ValueError, match="1 non-finite"):
+        singular_values(head)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_load_head_refuses_a_non_finite_head_naming_the_file(bad: float, tmp_path: Path) -> None:
+    head = np.random.default_rng(1).normal(size=(12, 4)).astype(np.float32)
+    head[10, 2] = bad  # a padded row: sliced away before the check
+    save_file({"embed_out.weight": head}, str(tmp_path / "model.safetensors"))
+    np.testing.assert_array_equal(load_head(tmp_path, n_rows=10), head[:10])
+    with pytest.raises(ValueError, match=r"model\.safetensors: LM head embed_out\.weight has 1 "):
+        load_head(tmp_path)

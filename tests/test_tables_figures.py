@@ -120,12 +120,42 @@ def test_spectra_table(spectra: pd.DataFrame) -> None:
     assert first.sigma.iloc[0] == pytest.approx(32 / 5)
     ratios = spectrum_heatmap.ratios(spectra, top_k=10)
     assert ratios["rank"].max() == 10 and ratios.ratio.max() == pytest.approx(1.0)
+    # below the top too: σ_i / σ_1 of that very checkpoint (a max-normalisation alone is not enough)
+    ratio = ratios[(ratios.width == 32) & (ratios.step == 4)].set_index("rank").ratio
+    assert ratio[7] == pytest.approx(first.sigma.iloc[6] / first.sigma.iloc[0])
+    assert ratio[7] == pytest.approx(np.linspace(32, 1, 32)[6] / 32)
+
+
+def test_spectrum_heatmap_draws_sigma_ratios(spectra: pd.DataFrame, tmp_path: Path) -> None:
+    fig = spectrum_heatmap.plot(spectra, tmp_path / "f.png", tmp_path / "f.pdf")
+    axes = [ax for ax in fig.axes if ax.get_title()]  # the panels, not the colour bar
+    assert [ax.get_title() for ax in axes] == ["width 32 (all 32 σ)", "width 64 (all 64 σ)"]
+    assert "top 100" not in fig.get_suptitle()  # no width here has more than 100 values
+    cells = axes[0].collections[0].get_array().reshape(32, 5)  # rank 1 first (top), then steps
+    sigma = np.linspace(32, 1, 32)
+    np.testing.assert_allclose(cells[:, 3], sigma / sigma[0])  # steps 0 1 2 4 8: scale-free
+    wide = spectra.assign(rank=spectra["rank"] * 4)  # 256 ranks for width 64
+    assert spectrum_heatmap.shown_ranks(wide[wide.width == 64]) == "top 100 of 256 σ"
+
+
+def test_loss_curve_draws_each_width_and_its_minimum(table: pd.DataFrame, tmp_path: Path) -> None:
+    fig = loss_curve.plot(table, tmp_path / "f.png", tmp_path / "f.pdf")
+    ax = fig.axes[0]
+    lines = {tuple(line.get_xdata()): list(line.get_ydata()) for line in ax.lines}
+    assert lines[(0, 1, 2, 4, 8)] == [6.0, 5.0, 4.5, 4.6, 4.7]  # w32
+    assert lines[(0, 1)] == [6.0, 4.0]  # w64
+    stars = sorted(tuple(xy) for c in ax.collections for xy in c.get_offsets().tolist())
+    assert stars == [(1.0, 4.0), (2.0, 4.5)]  # each width's minimum (w32's is not its end)
 
 
 def test_anisotropy_depth_uses_each_final_checkpoint(table: pd.DataFrame) -> None:
     frame = anisotropy_depth.by_depth(table)
     assert dict(frame.groupby("run")["step"].unique().map(list)) == {"w32-s0": [8], "w64-s0": [1]}
     assert sorted(frame.normalised_depth.unique()) == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    # the runs end at steps 8 and 1: a title naming only step 8 would be wrong for w64
+    assert anisotropy_depth.title(frame).endswith("each run's final checkpoint (steps 1–8)")
+    same_end = anisotropy_depth.by_depth(table[table.step <= 1])
+    assert anisotropy_depth.title(same_end).endswith("the final checkpoint (step 1)")
 
 
 @pytest.mark.parametrize("name", sorted(FIGURES))

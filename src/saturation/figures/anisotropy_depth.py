@@ -1,4 +1,5 @@
-"""Paper Fig. 2: anisotropy of the hidden states against normalised depth, at the final checkpoint.
+"""Paper Fig. 2: anisotropy of the hidden states against normalised depth, at each run's final
+checkpoint.
 
 Depth 0 is the embedding output, 1 the final normalised state fed to the head. In the paper small
 models end training with a near-degenerate last layer (≈ 0.95–0.99) that larger ones avoid.
@@ -28,7 +29,17 @@ def by_depth(table: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+def title(frame: pd.DataFrame) -> str:
+    """Names the final step only when every run ends at the same one: runs of different lengths
+    (or a run still training) each contribute their own last checkpoint."""
+    steps = sorted(frame["step"].unique())
+    if len(steps) == 1:
+        return f"Anisotropy by depth at the final checkpoint (step {steps[0]})"
+    return f"Anisotropy by depth at each run's final checkpoint (steps {steps[0]}–{steps[-1]})"
+
+
+def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
+    """Draws and saves the figure; returns it (closed) so its plotted data can be read back."""
     style.setup()
     frame = by_depth(table)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -39,6 +50,7 @@ def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
     )  # fmt: skip
     ax.set_xlabel("normalised depth (0 = embeddings, 1 = final norm)")
     ax.set_ylabel("anisotropy (mean pairwise cosine)")
-    ax.set_title(f"Anisotropy by depth at the final checkpoint (step {frame['step'].max()})")
+    ax.set_title(title(frame))
     ax.legend(title="width")
     style.save(fig, png, pdf)
+    return fig

@@ -25,7 +25,8 @@ def perplexity_with_anisotropy(table: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     return metric, ppl.merge(aniso, on=keys, suffixes=("", "_anisotropy"))
 
 
-def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
+    """Draws and saves the figure; returns it (closed) so its plotted data can be read back."""
     style.setup()
     metric, frame = perplexity_with_anisotropy(table)
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -46,3 +47,4 @@ def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
     ax.set_title("Benchmark word perplexity along training")
     ax.legend(title="width")
     style.save(fig, png, pdf)
+    return fig

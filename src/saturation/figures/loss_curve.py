@@ -13,7 +13,8 @@ import pandas as pd
 from saturation.figures import style
 
 
-def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
+    """Draws and saves the figure; returns it (closed) so its plotted data can be read back."""
     style.setup()
     frame = style.metric_frame(table, "val_loss")
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -26,3 +27,4 @@ def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
     ax.set_ylabel("held-out loss (nats/token)")
     ax.set_title("Held-out loss along training (★ = minimum)")
     style.save(fig, png, pdf)
+    return fig

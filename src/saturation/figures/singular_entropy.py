@@ -13,7 +13,8 @@ import pandas as pd
 from saturation.figures import style
 
 
-def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
+    """Draws and saves the figure; returns it (closed) so its plotted data can be read back."""
     style.setup()
     frame = style.metric_frame(table, "singular_entropy")
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -22,3 +23,4 @@ def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
     ax.set_ylabel("singular entropy KL(σ̂ ‖ u) (nats)")
     ax.set_title("LM-head singular entropy along training")
     style.save(fig, png, pdf)
+    return fig

@@ -1,7 +1,7 @@
 """Paper Fig. 4: the top singular values σ_i/σ_1 of the LM head along training, one panel per width.
 
-The spectrum first flattens towards uniform; at saturation it collapses into a spike (the upper
-rows go dark while σ_1 dominates).
+Rank 1 is the top row (always 1). The spectrum first flattens towards uniform (the rows below
+rank 1 brighten); at saturation it collapses into a spike (they go dark while σ_1 dominates).
 """
 
 from __future__ import annotations
@@ -27,7 +27,15 @@ def ratios(spectra: pd.DataFrame, top_k: int = TOP_K) -> pd.DataFrame:
     return frame.groupby(["width", "step", "rank"], as_index=False)["ratio"].mean()
 
 
-def plot(spectra: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
+def shown_ranks(spectra: pd.DataFrame, top_k: int = TOP_K) -> str:
+    """What a panel shows: the top k of a width's ranks, or all of them when it has no more
+    than k (the paper's top-100 is every singular value of a width below 100)."""
+    ranks = int(spectra["rank"].max())
+    return f"top {top_k} of {ranks} σ" if ranks > top_k else f"all {ranks} σ"
+
+
+def plot(spectra: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
+    """Draws and saves the figure; returns it (closed) so its plotted data can be read back."""
     style.setup()
     frame = ratios(spectra)
     widths = sorted(frame["width"].unique())
@@ -37,8 +45,9 @@ def plot(spectra: pd.DataFrame, png: str | Path, pdf: str | Path) -> None:
         sns.heatmap(grid, vmin=0, vmax=1, cmap="magma", ax=ax, cbar=ax is axes[0][-1],
                     cbar_kws={"label": "σ_i / σ_1"}, yticklabels=max(1, len(grid) // 8),
                     xticklabels=max(1, grid.shape[1] // 12))  # fmt: skip
-        ax.set_title(f"width {width}")
+        ax.set_title(f"width {width} ({shown_ranks(spectra[spectra['width'] == width])})")
         ax.set_xlabel("training step")
         ax.set_ylabel("singular value rank i" if ax is axes[0][0] else "")
-    fig.suptitle(f"LM-head spectrum along training (top {TOP_K})")
+    fig.suptitle("LM-head spectrum σ_i / σ_1 along training")
     style.save(fig, png, pdf)
+    return fig
