@@ -30,12 +30,13 @@ class LinearCrossEntropy(torch.autograd.Function):
 
     The loss is the last op of the graph, so the gradient of each chunk's logits,
     (softmax − onehot) / N, can be folded into dhidden and dW right away; backward only scales
-    them by the incoming gradient. The onehot part never touches the (chunk, V) matrix: its share
-    is −W[t]/N in dhidden and −h/N added at rows t of dW, so the softmax is the only (chunk, V)
-    pass after the matmul. (Subtracting 1 at the targets in place was a scatter that stopped
-    torch.compile from fusing it: on an H100 it cost 2 of the 17.4 ms of a width-512 step,
-    benchmarks/RESULTS.md.) Matmuls run in `compute` (bf16 under autocast); the softmax and the dW
-    accumulation in fp32.
+    them by the incoming gradient. That gradient is formed in fp32 and only then cast to the
+    matmuls' dtype: for a confidently predicted target, p − 1 is tiny, and subtracting 1 after
+    rounding p to bf16 (2⁻⁹ steps near 1) would leave mostly rounding error. The onehot enters
+    as an elementwise comparison with the vocabulary ids, not as a scatter at the targets, so
+    torch.compile fuses it into the softmax pass (an in-place scatter there cost 2 of the 17.4 ms
+    of a width-512 H100 step, benchmarks/RESULTS.md). Matmuls run in `compute` (bf16 under
+    autocast); the softmax and the dW accumulation in fp32.
     """
 
     @staticmethod
@@ -51,6 +52,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        vocab_ids = torch.arange(weight.shape[0], device=weight.device)
         with torch.autocast(hidden.device.type, enabled=False):  # dtypes are explicit here
             w = weight.to(compute)
             for start in range(0, n, chunk):
@@ -58,13 +60,13 @@ class LinearCrossEntropy(torch.autograd.Function):
                 t = targets[start : start + chunk]
                 logp = torch.log_softmax((h @ w.t()).float(), dim=-1)  # (c, V), one fused pass
                 total -= logp.gather(1, t[:, None]).sum()
-                probs = logp.exp_().div_(n).to(compute)  # softmax / N, in place where eager
-                grad_hidden[start : start + chunk] = probs @ w - w[t] / n
+                onehot = vocab_ids == t[:, None]
+                grad_logits = logp.exp_().sub_(onehot.float()).div_(n).to(compute)  # fp32, then cast
+                grad_hidden[start : start + chunk] = grad_logits @ w
                 if compute == torch.float32:
-                    grad_weight.addmm_(probs.t(), h)
+                    grad_weight.addmm_(grad_logits.t(), h)
                 else:  # a low-precision matmul, accumulated in fp32
-                    grad_weight.add_((probs.t() @ h).float())
-                grad_weight.index_add_(0, t, h.float(), alpha=-1.0 / n)
+                    grad_weight.add_((grad_logits.t() @ h).float())
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
         return total / n
