@@ -11,6 +11,8 @@ import pytest
 from saturation.checkpoints import (
     CorruptCheckpointError,
     harvest,
+    list_checkpoint_dirs,
+    move_aside,
     read_manifest,
     verify_checkpoint,
     write_manifest,
@@ -48,3 +50,20 @@ def test_missing_checkpoint_is_an_error(run_copy: Path) -> None:
 def test_unfinished_temporaries_are_ignored(run_copy: Path) -> None:
     (run_copy / ".step16.abc.tmp").mkdir()
     assert [e.step for e in harvest(run_copy, [0, 12])] == [0, 12]
+
+
+def test_unreadable_record_is_a_corrupt_checkpoint(run_copy: Path) -> None:
+    record = run_copy / "step4" / "checkpoint.json"
+    record.write_text(record.read_text()[:20])
+    with pytest.raises(CorruptCheckpointError, match=re.escape(f"{record}: unreadable")):
+        verify_checkpoint(run_copy / "step4")
+
+
+def test_move_aside_renames_and_never_overwrites(run_copy: Path) -> None:
+    """A corrupt folder leaves the `step{N}` names (resume, harvest) but is never deleted."""
+    first = move_aside(run_copy / "step4")
+    shutil.copytree(run_copy / "step8", run_copy / "step4")
+    second = move_aside(run_copy / "step4")
+    assert (first.name, second.name) == ("step4.corrupt", "step4.corrupt1")
+    assert (first / "checkpoint.json").is_file() and (second / "checkpoint.json").is_file()
+    assert [step for step, _ in list_checkpoint_dirs(run_copy)] == [0, 1, 2, 8, 12]

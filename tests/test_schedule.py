@@ -26,7 +26,11 @@ def test_warmup_then_cosine_to_floor() -> None:
     assert lrs[0] == pytest.approx(peak / warmup)
     assert lrs[warmup - 1] == pytest.approx(peak)
     assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1 :], strict=False))
-    assert learning_rate(steps, steps, peak, warmup, 0.1) == pytest.approx(0.1 * peak)
+    # the floor is reached at update == steps, which training never runs (GPT-NeoX's convention);
+    # the last update run, steps - 1, gets one cosine step above it
+    last_progress = (steps - 1 - warmup) / (steps - warmup)
+    last = peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * last_progress)))
+    assert lrs[-1] == pytest.approx(last) and 0.1 * peak < lrs[-1] < 0.1003 * peak
     midpoint = warmup + (steps - warmup) // 2
     assert lrs[midpoint] == pytest.approx(peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5))))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import signal
 import time
@@ -13,9 +14,16 @@ import pytest
 import torch
 from transformers import AutoTokenizer, GPTNeoXForCausalLM
 
-from saturation.checkpoints import list_checkpoint_dirs
+from saturation.checkpoints import harvest, list_checkpoint_dirs
 from saturation.model import parameter_count
-from saturation.train import TokenBatches, TrainConfig, TrainingStopped, choose_speed_path
+from saturation.train import (
+    PrecisionMismatchError,
+    TokenBatches,
+    TrainConfig,
+    TrainingStopped,
+    choose_speed_path,
+    truncate_metrics,
+)
 from tests.conftest import start_training, tiny_recipe, train_tiny
 
 
@@ -56,6 +64,7 @@ def test_checkpoints_on_schedule_and_loadable(tiny_run: Path, tiny_data: dict) -
     summary = json.loads((tiny_run / "train.json").read_text())
     assert [c["step"] for c in summary["checkpoints"]] == steps
     assert summary["tokens_seen"] == 12 * 4 * 16
+    assert summary["precision"] == "fp32"  # `auto` on CPU, resolved
 
 
 def test_metrics_log_and_loss_goes_down(tiny_run: Path) -> None:
@@ -84,6 +93,95 @@ def test_resume_is_bit_identical(tiny_run: Path, tiny_data: dict, tmp_path: Path
         json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
     ]
     assert steps == [2, 4, 6, 8, 10, 12]  # no duplicated log lines after the resume
+
+
+def metrics_lines(run_dir: Path) -> list[dict]:
+    """The logged curve without its throughput, the one field that depends on the wall clock."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "tokens_per_s"} for line in lines]
+
+
+def test_resume_between_log_lines_logs_the_uninterrupted_curve(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path
+) -> None:
+    """Stopped at step 3 with log_every 2, the step-4 line must still average steps 3 and 4; and a
+    line cut off by the crash (a full disk) must not stop the resume."""
+    run_dir = tmp_path / "interrupted"
+    with pytest.raises(TrainingStopped):
+        train_tiny(run_dir, tiny_data, stop_at_step=3)
+    with open(run_dir / "state" / "metrics.jsonl", "a") as live:
+        live.write('{"step": 4, "tokens": 256, "lo')  # no newline: the process died here
+    assert train_tiny(run_dir, tiny_data)["resumed_from"] == 3
+    assert metrics_lines(run_dir) == metrics_lines(tiny_run)
+
+
+def test_truncate_metrics_drops_later_and_cut_off_lines_atomically(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": step, "loss": 1.0}) + "\n" for step in (2, 4, 6)]
+    path.write_text("".join(lines) + '{"step": 8, "lo')
+    inode = path.stat().st_ino
+    with caplog.at_level(logging.WARNING, logger="saturation.train"):
+        truncate_metrics(path, 4)
+    assert path.read_text() == "".join(lines[:2])
+    assert path.stat().st_ino != inode  # a new file renamed over the old: a kill keeps one whole
+    assert f"{path} line 4 is not a metrics record" in caplog.text
+
+
+def test_corrupt_newest_checkpoint_is_moved_aside_and_written_anew(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its state was the only one left, so the run retrains from step 0; reaching the corrupt
+    step it must write it again (not keep it), or harvest would fail on every rerun."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train_tiny(run_dir, tiny_data, stop_at_step=4)
+    weights = run_dir / "checkpoints" / "step4" / "model.safetensors"
+    truncated = weights.read_bytes()[:-100]
+    weights.write_bytes(truncated)
+    with caplog.at_level(logging.WARNING, logger="saturation.train"):
+        summary = train_tiny(run_dir, tiny_data)
+    aside = run_dir / "checkpoints" / "step4.corrupt"
+    assert summary["resumed_from"] is None
+    assert (aside / "model.safetensors").read_bytes() == truncated  # kept for a post-mortem
+    assert f"moved the checkpoint to {aside}" in caplog.text
+    assert weights.read_bytes() == (tiny_run / "checkpoints/step4/model.safetensors").read_bytes()
+    assert [e.step for e in harvest(run_dir / "checkpoints", [0, 1, 2, 4, 8, 12])] == [
+        0, 1, 2, 4, 8, 12
+    ]  # fmt: skip
+
+
+def test_truncated_state_file_resumes_from_an_older_point(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train_tiny(run_dir, tiny_data, stop_at_step=4)
+    state = run_dir / "state" / "step4.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING, logger="saturation.train"):
+        summary = train_tiny(run_dir, tiny_data)
+    assert summary["resumed_from"] is None  # step 4's was the only state: from step 0
+    assert f"ignoring the resume state {state}" in caplog.text
+    final = "checkpoints/step12/model.safetensors"
+    assert (run_dir / final).read_bytes() == (tiny_run / final).read_bytes()
+    assert metrics_lines(run_dir) == metrics_lines(tiny_run)
+
+
+def test_resume_refuses_another_precision(tiny_data: dict, tmp_path: Path) -> None:
+    """A bf16 start (a GPU's `auto`; here bf16 autocast on CPU) must not be finished in fp32."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train_tiny(run_dir, tiny_data, tiny_recipe(precision="bf16"), stop_at_step=4)
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    with pytest.raises(PrecisionMismatchError) as refused:
+        train_tiny(run_dir, tiny_data)  # `auto` on CPU: fp32
+    message = str(refused.value)
+    assert "\n" not in message and str(run_dir) in message
+    assert "started in bf16, would resume in fp32" in message
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before  # nothing touched
+    assert train_tiny(run_dir, tiny_data, tiny_recipe(precision="bf16"))["resumed_from"] == 4
 
 
 def test_sigterm_checkpoints_at_a_random_step_and_resumes_exactly(
@@ -150,9 +248,23 @@ def test_gpu_speed_path_is_chosen_without_a_gpu(compile_mode: str) -> None:
     finally:
         (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
          dynamo.config.suppress_errors) = saved  # fmt: skip
-    assert path.autocast_dtype == "bfloat16" and path.fused_adamw
+    assert path.precision == "bf16" and path.autocast_dtype == "bfloat16" and path.fused_adamw
     assert path.compiled == (compile_mode != "off")
     assert "tf32 matmuls" in path.notes
+
+
+def test_fp32_on_a_gpu_keeps_tf32_off() -> None:
+    """`precision: fp32` means fp32 matmuls: TF32 (10 mantissa bits) only under bf16."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        cfg = TrainConfig.from_dict(tiny_recipe(precision="fp32")["train"])
+        path = choose_speed_path(cfg, torch.device("cuda"), threads=1)
+        flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    assert path.precision == "fp32" and path.autocast_dtype is None
+    assert flags == (False, False) and "tf32 matmuls" not in path.notes
 
 
 def test_activation_checkpointing_trains_bit_identical_weights(

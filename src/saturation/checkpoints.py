@@ -9,6 +9,7 @@ corruption (a truncated file) is caught by the sha256 check.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -65,7 +66,12 @@ def write_checkpoint_record(folder: Path, step: int, tokens: int) -> dict:
 
 
 def read_checkpoint_record(folder: Path) -> dict:
-    return json.loads((folder / CHECKPOINT_RECORD).read_text())
+    """The folder's record; a missing or unreadable one is a corrupt checkpoint, named as such."""
+    path = folder / CHECKPOINT_RECORD
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CorruptCheckpointError(f"{path}: unreadable checkpoint record ({err})") from err
 
 
 def verify_checkpoint(folder: Path) -> CheckpointEntry:
@@ -85,6 +91,20 @@ def verify_checkpoint(folder: Path) -> CheckpointEntry:
             )
     digest = record["sha256"].get("model.safetensors") or next(iter(record["sha256"].values()))
     return CheckpointEntry(record["step"], record["tokens"], str(folder), digest)
+
+
+def move_aside(folder: Path) -> Path:
+    """Rename a corrupt checkpoint folder to `step{N}.corrupt[K]` so it can be written anew.
+
+    Renamed, not deleted: what corrupted it may be worth a look, and the name no longer matches
+    `step{N}`, so neither the resume point nor harvest sees it.
+    """
+    for attempt in itertools.count():
+        aside = folder.with_name(f"{folder.name}.corrupt{attempt or ''}")
+        if not aside.exists():
+            folder.rename(aside)
+            return aside
+    raise AssertionError("unreachable")  # itertools.count() never ends
 
 
 def harvest(checkpoints_dir: Path, expected_steps: list[int]) -> list[CheckpointEntry]:

@@ -29,7 +29,13 @@ def checkpoint_steps(
 def learning_rate(
     update: int, steps: int, peak_lr: float, warmup_steps: int, min_lr_ratio: float
 ) -> float:
-    """LR for the `update`-th optimizer step (0-based): linear warmup, then cosine to min_lr_ratio×peak."""
+    """LR for the `update`-th optimizer step (0-based): linear warmup, then cosine to min_lr_ratio×peak.
+
+    The cosine is GPT-NeoX's AnnealingLR (megatron/learning_rates.py): it reaches the floor at
+    update == steps, one past the last update run, so update steps - 1 gets slightly more
+    (0.1017×peak at 40 steps, warmup 4). The warmup is NeoX's shifted by one: NeoX's first
+    update gets LR 0 (update / warmup), ours peak / warmup, so no update is wasted.
+    """
     if update < warmup_steps:
         return peak_lr * (update + 1) / warmup_steps
     decay_steps = max(1, steps - warmup_steps)

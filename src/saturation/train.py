@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -30,7 +31,7 @@ from saturation import checkpoints as ckpt
 from saturation import distributed
 from saturation.distributed import World
 from saturation.fast_neox import FastGPTNeoX, loss_chunk_for
-from saturation.io import atomic_path, write_json_atomic
+from saturation.io import atomic_path, write_json_atomic, write_text_atomic
 from saturation.model import ModelShape, build_model, padded_vocab
 from saturation.schedule import learning_rate
 from saturation.tokens import open_tokens, read_header
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 STATE_DIR = "state"
 STOPPED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped on request after a checkpoint; rerun to resume
 CHECKPOINTS_DIR = "checkpoints"
+STATE_KEYS = {"step", "tokens_seen", "optimizer", "torch_rng", "cuda_rng"}
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,10 @@ class StopSignals:
             signal.signal(signum, handler)
 
 
+class PrecisionMismatchError(RuntimeError):
+    """A run would continue in another precision than it started in (fp32 and bf16 steps mixed)."""
+
+
 class TrainingStopped(RuntimeError):
     """Training stopped early on request, after a resumable checkpoint at `step`."""
 
@@ -124,6 +130,7 @@ class SpeedPath:
     """The fast paths this run took, logged so a slow run explains itself."""
 
     device: str
+    precision: str  # resolved: fp32 | bf16
     autocast_dtype: str | None
     compiled: bool
     fused_adamw: bool
@@ -171,23 +178,33 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """`auto` is bf16 autocast on a GPU and fp32 elsewhere: the recipe (and so the id) says `auto`,
+    the run records what it resolved to, and a resume must resolve to the same."""
+    if requested == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return requested
+
+
 def choose_speed_path(cfg: TrainConfig, device: torch.device, threads: int) -> SpeedPath:
     on_gpu = device.type == "cuda"
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and on_gpu)
-    autocast = "bfloat16" if use_bf16 else None
+    precision = resolve_precision(cfg.precision, device)
+    autocast = "bfloat16" if precision == "bf16" else None
     # auto compiles on CPU too: 1.01-1.36x per step over eager at the default shapes, for 5-25 s
     # of compiling; it pays for long runs, not the default's 400 steps (benchmarks/RESULTS.md)
     compiled = cfg.compile == "on" or (cfg.compile == "auto" and device.type in ("cuda", "cpu"))
-    path = SpeedPath(str(device), autocast, compiled, fused_adamw=on_gpu, threads=threads)
+    path = SpeedPath(str(device), precision, autocast, compiled, fused_adamw=on_gpu,
+                     threads=threads)  # fmt: skip
     if compiled and cfg.compile == "auto":
         import torch._dynamo as dynamo  # `import torch._dynamo` would make `torch` local here
 
         dynamo.config.suppress_errors = True  # no compiler on this node: train eagerly
         path.notes.append("torch.compile, eager fallback on compiler errors")
-    if on_gpu:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        path.notes.append("tf32 matmuls")
+    if on_gpu:  # TF32 rounds fp32 matmul inputs to 10 mantissa bits: fine under bf16, not fp32
+        tf32 = precision != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        if tf32:
+            path.notes.append("tf32 matmuls")
     return path
 
 
@@ -231,6 +248,39 @@ def optimizer_step(
     return loss.detach(), grad_norm
 
 
+@dataclass(frozen=True)
+class ResumePoint:
+    """A checkpoint to resume from: its step, its verified folder and its loaded resume state."""
+
+    step: int
+    folder: Path
+    state: dict[str, Any]
+
+
+def read_state(path: Path, step: int) -> dict[str, Any] | None:
+    """The resume state saved with checkpoint `step`, or None (with a warning) if unreadable.
+
+    It is written atomically, but a disk fault or a bad copy can still truncate it, and then
+    torch.load would fail on every retry: the run resumes as if that checkpoint had no state.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+        first_line = (str(err).splitlines() or [""])[0].split(". ")[0]  # torch's run on for lines
+        reason = f"{type(err).__name__}: {first_line}"
+    else:
+        if isinstance(state, dict) and state.get("step") == step and set(state) >= STATE_KEYS:
+            return state
+        reason = f"not the resume state of step {step}"
+    log.warning(
+        "ignoring the resume state %s (%s): resuming from an older checkpoint with a state, "
+        "or from step 0",
+        path,
+        reason,
+    )
+    return None
+
+
 class RunFolder:
     """Where a run keeps its checkpoints, its resume state and its in-progress metrics."""
 
@@ -243,8 +293,8 @@ class RunFolder:
     def state_file(self, step: int) -> Path:
         return self.state / f"step{step}.pt"
 
-    def resume_point(self) -> tuple[int, Path] | None:
-        """The newest checkpoint that has its resume state and intact weights."""
+    def resume_point(self) -> ResumePoint | None:
+        """The newest checkpoint that has intact weights and a readable resume state."""
         for step, folder in reversed(ckpt.list_checkpoint_dirs(self.checkpoints)):
             if not self.state_file(step).is_file():
                 continue
@@ -253,7 +303,8 @@ class RunFolder:
             except ckpt.CorruptCheckpointError as err:
                 log.warning("not resuming from %s: %s", folder, err)
                 continue
-            return step, folder
+            if (state := read_state(self.state_file(step), step)) is not None:
+                return ResumePoint(step, folder, state)
         return None
 
 
@@ -264,22 +315,32 @@ def save_checkpoint(
     tokenizer: Any,
     step: int,
     tokens_seen: int,
+    extra: dict[str, Any],
 ) -> None:
     """State first, then the weights folder by atomic rename; older states go last.
 
     If the process dies anywhere in here, the newest checkpoint folder still has its state.
+    An intact existing folder is kept; a corrupt one is moved aside and written anew, or a run
+    that retrains up to it (its state was the newest) could never pass harvest.
+    `extra` (the precision, the open log window) goes into the state as it is.
     """
     folder = run.checkpoints / ckpt.step_dir_name(step)
     if folder.exists():
-        log.info("checkpoint %s already exists: kept as it is", folder)
-        return
+        try:
+            ckpt.verify_checkpoint(folder)
+        except ckpt.CorruptCheckpointError as err:
+            aside = ckpt.move_aside(folder)
+            log.warning("%s; moved the checkpoint to %s and writing it anew", err, aside)
+        else:
+            log.info("checkpoint %s already exists: kept as it is", folder)
+            return
     state = {
         "step": step,
         "tokens_seen": tokens_seen,
         "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
+    } | extra
     with atomic_path(run.state_file(step)) as tmp:
         torch.save(state, tmp)
     with atomic_path(folder) as tmp:
@@ -291,15 +352,13 @@ def save_checkpoint(
             old.unlink()
 
 
-def restore(
-    run: RunFolder, step: int, folder: Path, cfg: TrainConfig
-) -> tuple[torch.nn.Module, torch.optim.AdamW, int]:
+def restore(point: ResumePoint, cfg: TrainConfig) -> tuple[torch.nn.Module, torch.optim.AdamW, int]:
     """The model, optimizer and RNG exactly as they were when checkpoint `step` was written."""
     from transformers import GPTNeoXForCausalLM
 
-    model = GPTNeoXForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model = GPTNeoXForCausalLM.from_pretrained(point.folder, dtype=torch.float32)
     optimizer = make_optimizer(model, cfg, fused=False)
-    state = torch.load(run.state_file(step), map_location="cpu", weights_only=False)
+    state = point.state
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
@@ -307,12 +366,69 @@ def restore(
     return model, optimizer, int(state["tokens_seen"])
 
 
-def _truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop log lines past the resume point: the resumed run writes them again."""
+def check_precision(run: RunFolder, state: dict[str, Any], precision: str) -> None:
+    """Refuse to resume in another resolved precision: one run's steps are all fp32 or all bf16.
+
+    `auto` resolves by device, so the same recipe (the same id) resumed on CPU after a GPU start
+    would otherwise mix them. A state from before precision was recorded is not checked.
+    """
+    started = state.get("precision")
+    if started is not None and started != precision:
+        raise PrecisionMismatchError(
+            f"{run.root}: started in {started}, would resume in {precision}; a run must not mix "
+            f"precisions: resume it where train.precision resolves to {started} "
+            "(auto: bf16 on a GPU, fp32 elsewhere)"
+        )
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop log lines past the resume point (the resumed run writes them again) and lines cut off
+    by a crash or a full disk; atomically, so a kill in here cannot lose the log."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= last_step]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept, text = [], path.read_text()
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError) as err:
+            log.warning("%s line %d is not a metrics record (%s): dropped", path, number, err)
+            continue
+        if step <= last_step:
+            kept.append(line + "\n")
+    if "".join(kept) != text:
+        write_text_atomic(path, "".join(kept))
+
+
+class LogWindow:
+    """The steps since the last metrics line: their summed loss (on the device), count and time.
+
+    Saved with every checkpoint, so a run resumed between two log lines writes the same next
+    line as one never interrupted: its mean covers the whole window, not the steps since resume.
+    """
+
+    def __init__(self, device: torch.device, saved: dict[str, Any] | None = None) -> None:
+        saved = saved or {"loss_sum": 0.0, "steps": 0, "seconds": 0.0}
+        self.loss_sum = torch.tensor(saved["loss_sum"], dtype=torch.float32, device=device)
+        self.steps: int = saved["steps"]
+        self.start = time.perf_counter() - saved["seconds"]
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss_sum += loss
+        self.steps += 1
+
+    def close(self, world: World) -> tuple[float, float]:
+        """(mean loss over the window and the ranks, seconds) and start the next window."""
+        mean = distributed.mean_over_ranks(world, self.loss_sum / self.steps).item()
+        seconds = time.perf_counter() - self.start
+        self.loss_sum.zero_()
+        self.steps, self.start = 0, time.perf_counter()
+        return mean, seconds
+
+    def saved(self, world: World) -> dict[str, Any]:
+        """What a resume needs; every rank calls it (the loss sum is averaged over ranks)."""
+        loss_sum = distributed.mean_over_ranks(world, self.loss_sum).item()
+        return {"loss_sum": loss_sum, "steps": self.steps,
+                "seconds": time.perf_counter() - self.start}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -355,10 +471,12 @@ def train_run(
         torch.set_num_threads(runtime.threads)
     device = world.device(resolve_device(runtime.device))
     distributed.init_process_group(world, device)
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     try:
         return _train(run, shape, cfg, tokens_bin, tokenizer_dir, runtime, world, device,
                       metrics_out, summary_out, started)  # fmt: skip
-    finally:
+    finally:  # choose_speed_path sets TF32 for this run's precision; it ends with the run
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         distributed.destroy_process_group(world)
 
 
@@ -386,17 +504,18 @@ def _train(
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     batches = TokenBatches(open_tokens(tokens_bin), cfg.seq_len, cfg.batch_size, cfg.seed)
-    start_step, tokens_seen, resumed_from = 0, 0, None
+    start_step, tokens_seen, resumed_from, window = 0, 0, None, LogWindow(device)
     if (point := run.resume_point()) is not None:
-        start_step, folder = point
-        model, optimizer, tokens_seen = restore(run, start_step, folder, cfg)
-        resumed_from = start_step
-        log.info("resuming from %s (step %d)", folder, start_step)
+        check_precision(run, point.state, speed.precision)
+        model, optimizer, tokens_seen = restore(point, cfg)
+        start_step = resumed_from = point.step
+        window = LogWindow(device, point.state.get("log_window"))  # absent: an older state
+        log.info("resuming from %s (step %d)", point.folder, start_step)
     else:
         model = build_model(shape, cfg.seed)
         optimizer = make_optimizer(model, cfg, fused=False)
     if world.is_main:
-        _truncate_metrics(run.live_metrics, start_step)
+        truncate_metrics(run.live_metrics, start_step)
 
     model.to(device)
     if speed.fused_adamw:  # rebuild on the device so the fused kernel applies; moments move too
@@ -412,15 +531,14 @@ def _train(
     rows = world.rows(cfg.batch_size)
 
     def checkpoint(step: int, tokens: int) -> None:
+        extra = {"precision": speed.precision, "log_window": window.saved(world)}
         if world.is_main:
-            save_checkpoint(run, model, optimizer, tokenizer, step, tokens)
+            save_checkpoint(run, model, optimizer, tokenizer, step, tokens, extra)
         distributed.barrier(world)  # no rank moves on (or resumes) before the files exist
 
     if start_step == 0 and 0 in schedule:
         checkpoint(0, 0)
     model.train()
-    window_loss = torch.zeros((), device=device)
-    window_steps, window_start = 0, time.perf_counter()
     with (
         open(run.live_metrics if world.is_main else os.devnull, "a") as metrics,
         _progress(cfg.steps, start_step, runtime.progress and world.is_main) as bar,
@@ -435,17 +553,16 @@ def _train(
                 step_fn, optimizer, batch, cfg.grad_clip, speed.autocast_dtype
             )
             step, tokens_seen = update + 1, tokens_seen + tokens_per_step
-            window_loss += loss.detach()
-            window_steps += 1
+            window.add(loss.detach())
             bar.update(1)
 
             if step % runtime.log_every == 0 or step == cfg.steps:
-                elapsed = time.perf_counter() - window_start
-                mean_loss = distributed.mean_over_ranks(world, window_loss / window_steps)
+                window_steps = window.steps
+                mean_loss, elapsed = window.close(world)  # the one host sync per window
                 record = {
                     "step": step,
                     "tokens": tokens_seen,
-                    "loss": mean_loss.item(),  # the one host sync per window
+                    "loss": mean_loss,
                     "lr": lr,
                     "grad_norm": float(grad_norm),
                     "tokens_per_s": window_steps * tokens_per_step / elapsed,
@@ -453,8 +570,6 @@ def _train(
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
                 bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                window_loss.zero_()
-                window_steps, window_start = 0, time.perf_counter()
             signalled = distributed.any_rank(world, signals.received is not None, device)
             stopping = step < cfg.steps and (step == runtime.stop_at_step or signalled)
             if step in schedule or stopping:
@@ -469,6 +584,7 @@ def _train(
         tmp.write_bytes(run.live_metrics.read_bytes())
     summary = {
         "steps": cfg.steps,
+        "precision": speed.precision,  # resolved: the recipe may say auto
         "tokens_seen": tokens_seen,
         "resumed_from": resumed_from,
         "wall_s": round(time.perf_counter() - started, 3),
