@@ -4,6 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is installed on its own so a cluster can pick its CUDA build: make TORCH_SPEC='torch==2.13.0+cu128' …
 TORCH_SPEC ?= torch==2.13.0
+# One stamp per torch spec (named by its checksum, the spec inside): a TORCH_SPEC given on the
+# command line or in the environment that is not the installed one reinstalls torch. Without one,
+# the installed build stays (`make run` does not swap a CUDA build back to the default).
+TORCH_STAMP := $(VENV)/.torch-$(firstword $(shell printf '%s' '$(TORCH_SPEC)' | cksum))
+ifeq ($(origin TORCH_SPEC),file)
+TORCH_STAMP := $(firstword $(wildcard $(VENV)/.torch-*) $(if $(wildcard $(VENV)/.installed),,$(TORCH_STAMP)))
+endif
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 
@@ -11,10 +18,16 @@ SNAKEMAKE_ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.torch-%: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	rm -f $(VENV)/.torch-*
+	printf '%s\n' '$(TORCH_SPEC)' > $@
+
+$(VENV)/.installed: requirements.lock pyproject.toml $(TORCH_STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check

@@ -1,4 +1,5 @@
-# saturation-lab: corpus → tokenizer → tokens → pretrain per width → harvest → analyze → tables → figures.
+# saturation-lab: corpus → tokenizer → tokens → pretrain per width → harvest → analyze → tables →
+# summary, figures.
 # All target logic lives in workflow/rules/common.smk; every output path is content-addressed there.
 from pathlib import Path
 

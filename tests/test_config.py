@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from saturation.config import ConfigError, load_config, merge_configs, validate_config
+from saturation.config import (
+    ConfigError,
+    load_config,
+    load_schema,
+    merge_configs,
+    validate_config,
+)
 from tests.conftest import MICRO, ROOT, snakemake, write_config
 
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -52,6 +58,32 @@ BAD_CONFIGS = {
     "width listed twice": (
         {"widths": [{"width": 32}, {"width": 32}]},
         "widths[1].width: 32 is already listed at widths[0]",
+    ),
+    "empty results folder": ({"results": ""}, "results: '' should be non-empty"),
+    "local data that is a folder": (
+        {
+            "evaluation": {
+                "tasks": ["sciq"],
+                "local_data": {"sciq": {"test": str(ROOT / "configs")}},
+            }
+        },
+        f"evaluation.local_data.sciq.test: {str(ROOT / 'configs')!r} is not a file",
+    ),
+    "missing local data": (
+        {"evaluation": {"tasks": ["sciq"], "local_data": {"sciq": {"test": "no/sciq.jsonl"}}}},
+        "evaluation.local_data.sciq.test: 'no/sciq.jsonl' does not exist",
+    ),
+    "missing pretrained tokenizer": (
+        {"tokenizer": {"pretrained": "no/tokenizer"}},
+        "tokenizer.pretrained: folder 'no/tokenizer' does not exist",
+    ),
+    "pretrained tokenizer that is a file": (
+        {"tokenizer": {"pretrained": str(ROOT / "config.yaml")}},
+        f"tokenizer.pretrained: {str(ROOT / 'config.yaml')!r} is not a folder",
+    ),
+    "folder that holds no tokenizer": (
+        {"tokenizer": {"pretrained": str(ROOT / "configs")}},
+        f"tokenizer.pretrained: folder {str(ROOT / 'configs')!r} holds no HF tokenizer",
     ),
 }
 
@@ -128,3 +160,59 @@ def test_load_config_merges_configfiles_as_snakemake_does(tmp_path: Path) -> Non
     bad = write_config(tmp_path / "bad.yaml", {"train": {"lr": -1}})
     with pytest.raises(ConfigError, match=r"^train\.lr: "):
         load_config(MICRO, bad)
+
+
+def test_an_empty_tokenizer_folder_is_refused_before_any_job(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    bad = write_config(tmp_path / "bad.yaml", {"tokenizer": {"pretrained": "empty"}})
+    done = snakemake(tmp_path, "--configfile", str(bad), check=False)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("config error: ")]
+    assert errors == [
+        "config error: tokenizer.pretrained: folder 'empty' holds no HF tokenizer "
+        "(none of tokenizer.json, tokenizer_config.json)"
+    ], done.stderr
+    assert not (tmp_path / "results").exists(), "no job may start on a bad config"
+
+
+def number_paths(schema: dict, config: object, where: str = "") -> list[tuple[str, object]]:
+    """(key, value) of every value in `config` that the schema types as a number only."""
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if "number" in types and "integer" not in types:
+        return [(where, config)]
+    found = []
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key in schema.get("properties", {}):
+                found += number_paths(schema["properties"][key], value, f"{where}.{key}")
+    elif isinstance(config, list) and isinstance(schema.get("items"), dict):
+        for i, value in enumerate(config):
+            found += number_paths(schema["items"], value, f"{where}[{i}]")
+    return found
+
+
+def test_every_schema_number_is_a_float() -> None:
+    """Written as an integer, a `number` still reads as a float (one setting, one id); integers
+    and booleans stay what they are."""
+    config = validate_config(
+        merged({
+            "corpus": {"min_chars": 1},
+            "model": {"rotary_pct": 1},
+            "widths": [{"width": 64, "heads": 8, "lr": 1}],
+            "train": {"betas": [0, 0], "grad_clip": 2, "weight_decay": 0, "min_lr_ratio": 1},
+            "summary": {"anisotropy_onset": 0},
+            "runtime": {"progress": False},
+        })
+    )  # fmt: skip
+    numbers = number_paths(load_schema(), config)
+    keys = {key for key, _ in numbers}
+    assert {
+        ".model.rotary_pct",
+        ".widths[0].lr",
+        ".train.betas[1]",
+        ".summary.anisotropy_onset",
+    } <= keys
+    assert all(type(value) is float for _, value in numbers), numbers
+    assert type(config["corpus"]["min_chars"]) is int and config["runtime"]["progress"] is False
+    assert type(config["widths"][0]["width"]) is int

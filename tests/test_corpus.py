@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -255,7 +256,12 @@ def test_build_corpus_writes_splits_and_stats(texts: Path) -> None:
     assert sum(stats[split]["documents"] for split in ("train", "val", "test")) == 40
     labels = list(stats["sources"])
     assert stats["sources"][labels[0]]["documents"] == 40
-    assert stats["sources"][labels[1]] == {"documents": 0, "characters": 0, "dropped": 1}
+    assert stats["sources"][labels[1]] == {
+        "documents": 0,
+        "characters": 0,
+        "dropped": 1,
+        "duplicates": 0,
+    }
     assert not list((texts / "out").glob(".*"))  # no temporaries left behind
 
 
@@ -286,6 +292,51 @@ def test_empty_split_is_an_error_and_writes_nothing(texts: Path) -> None:
 def test_duplicate_ids_are_an_error(texts: Path) -> None:
     with pytest.raises(CorpusError, match=re.escape("duplicate document id 'text/docs/d00.txt'")):
         build_corpus([{"text": "docs/*.txt"}, {"text": "docs/d00.txt"}], texts / "out", 0.2, 0.2)
+
+
+def test_a_file_has_one_id_however_its_pattern_is_spelled(texts: Path) -> None:
+    spellings = [
+        "docs/d00.txt",
+        "./docs/d00.txt",
+        str(texts / "docs" / "d00.txt"),
+        "docs/../docs/d00.txt",
+    ]
+    ids = {doc.id for spelling in spellings for doc in iter_documents({"text": spelling})}
+    assert ids == {"text/docs/d00.txt"}
+    sources = [{"text": "docs/*.txt"}, {"text": str(texts / "docs" / "*.txt")}]
+    message = f"duplicate document id 'text/docs/d00.txt' in sources {json.dumps(sources[0])} and"
+    with pytest.raises(CorpusError, match=re.escape(message)):
+        build_corpus(sources, texts / "out", 0.2, 0.2)
+    assert not (texts / "out").exists() or not list((texts / "out").iterdir())
+
+
+def test_files_outside_the_working_directory_get_absolute_ids(
+    texts: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    _write_texts(outside, {"o.txt": "outside text"})
+    relative = os.path.relpath(outside / "o.txt", texts)
+    for spelling in (str(outside / "o.txt"), relative):
+        assert [doc.id for doc in iter_documents({"text": spelling})] == [
+            f"text/{(outside / 'o.txt').as_posix()}"
+        ]
+
+
+def test_repeated_texts_are_dropped_and_counted(texts: Path) -> None:
+    copies = {f"copies/c{i:02}.txt": f"document {i} " * 5 for i in range(40)}
+    _write_texts(texts, copies | {"copies/new.txt": "a text of its own"})
+    sources = [{"text": "docs/*.txt"}, {"text": "copies/*.txt"}]
+    stats = build_corpus(sources, texts / "out", 0.2, 0.2)
+    by_text: dict[str, list[str]] = {}
+    for split in ("train", "val", "test"):
+        for doc in read_documents(texts / "out" / f"{split}.jsonl"):
+            by_text.setdefault(doc.text, []).append(doc.id)
+    assert len(by_text) == 41 and all(len(ids) == 1 for ids in by_text.values())
+    assert by_text["a text of its own"] == ["text/copies/new.txt"]
+    assert all(ids[0].startswith("text/docs/") for t, ids in by_text.items() if "document" in t)
+    first, second = (stats["sources"][json.dumps(source)] for source in sources)
+    assert (first["documents"], first["duplicates"]) == (40, 0)
+    assert (second["documents"], second["duplicates"]) == (1, 40)
 
 
 @pytest.mark.parametrize(

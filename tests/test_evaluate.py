@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import random
+import re
+import string
 from pathlib import Path
 
 import pytest
@@ -49,7 +53,8 @@ def test_split(tiny_data: dict[str, Path]) -> Path:
 @pytest.fixture(scope="session")
 def heldout_tasks(tmp_path_factory: pytest.TempPathFactory, test_split: Path) -> Path:
     out = tmp_path_factory.mktemp("heldout") / "tasks"
-    evaluate.build_offline_tasks(test_split, out, n_cloze=12, n_docs=3)
+    train = test_split.with_name("train.jsonl")
+    evaluate.build_offline_tasks(test_split, out, n_cloze=12, n_docs=3, train_jsonl=train)
     return out
 
 
@@ -76,12 +81,13 @@ def test_items_are_deterministic_and_independent_of_document_order(
     tmp_path: Path, test_split: Path
 ) -> None:
     lines = test_split.read_text().splitlines(keepends=True)
+    train = test_split.with_name("train.jsonl")
     shuffled = tmp_path / "shuffled.jsonl"
     shuffled.write_text("".join(reversed(lines)))
     outputs = {}
     for name, split, seed in [("a", test_split, 0), ("b", shuffled, 0), ("c", test_split, 1)]:
         paths = evaluate.build_offline_tasks(
-            split, tmp_path / name, n_cloze=10, n_docs=3, seed=seed
+            split, tmp_path / name, n_cloze=10, n_docs=3, train_jsonl=train, seed=seed
         )
         assert set(paths) == {evaluate.CLOZE_TASK, evaluate.PERPLEXITY_TASK}
         outputs[name] = {t: p.with_suffix(".jsonl").read_text() for t, p in paths.items()}
@@ -96,9 +102,77 @@ def test_items_are_deterministic_and_independent_of_document_order(
 
 
 def test_offline_task_folder_is_never_overwritten(tmp_path: Path, test_split: Path) -> None:
-    evaluate.build_offline_tasks(test_split, tmp_path / "tasks", n_cloze=2, n_docs=1)
+    train = test_split.with_name("train.jsonl")
+    evaluate.build_offline_tasks(test_split, tmp_path / "tasks", 2, 1, train_jsonl=train)
     with pytest.raises(FileExistsError):
-        evaluate.build_offline_tasks(test_split, tmp_path / "tasks", n_cloze=2, n_docs=1)
+        evaluate.build_offline_tasks(test_split, tmp_path / "tasks", 2, 1, train_jsonl=train)
+
+
+def _prose(rng: random.Random, sentences: int) -> str:
+    """Sentences of seven made-up words, each ending in a full stop (a cloze target)."""
+    words = ("".join(rng.choices(string.ascii_lowercase, k=6)) for _ in range(7 * sentences))
+    return " ".join(" ".join(itertools.islice(words, 7)) + "." for _ in range(sentences))
+
+
+def _write_split(path: Path, texts: dict[str, str]) -> Path:
+    records = ({"id": doc_id, "source": "test", "text": text} for doc_id, text in texts.items())
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def _ngrams(text: str, n: int = evaluate.DECONTAMINATION_WORDS) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_train_ngrams_match_13_words_whatever_the_case_and_punctuation() -> None:
+    text = _prose(random.Random(1), 6)
+    train = evaluate.TrainNgrams([text])
+    words = text.split()
+    assert train.overlaps(" ".join(words[10:23]).upper().replace(".", ";\n"))
+    assert not train.overlaps(" ".join(words[10:22]))  # 12 words are not enough
+    assert not train.overlaps(" ".join([*words[10:22], "zzz"]))
+    assert not evaluate.TrainNgrams([]).overlaps(text)
+
+
+def test_heldout_tasks_drop_what_train_contains(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    train_texts = {f"train{i}": _prose(rng, 30) for i in range(3)}
+    copied = " ".join(train_texts["train1"].split()[40:80]).upper()  # a reprint, shouting
+    near = " ".join(train_texts["train2"].split()[7:19])  # 12 words: not a leak
+    test_texts = {
+        "clean": _prose(rng, 20),
+        "copy": f"{_prose(rng, 15)} {copied} {_prose(rng, 15)}",
+        "near": f"{_prose(rng, 10)} {near} {_prose(rng, 10)}",
+    }
+    train = _write_split(tmp_path / "train.jsonl", train_texts)
+    test = _write_split(tmp_path / "test.jsonl", test_texts)
+    paths = evaluate.build_offline_tasks(
+        test, tmp_path / "tasks", n_cloze=100, n_docs=10, train_jsonl=train, context_words=20
+    )
+    records = {
+        task: [json.loads(line) for line in path.with_suffix(".jsonl").read_text().splitlines()]
+        for task, path in paths.items()
+    }
+    assert sorted(doc["id"] for doc in records[evaluate.PERPLEXITY_TASK]) == ["clean", "near"]
+    train_ngrams = set().union(*map(_ngrams, train_texts.values()))
+    items = records[evaluate.CLOZE_TASK]
+    assert all(not _ngrams(f"{i['context']} {i['target']}") & train_ngrams for i in items)
+    assert {item["doc_id"] for item in items} == {"clean", "copy", "near"}  # per passage
+
+    every = [
+        f"{doc_id}#{k}"
+        for doc_id, text in test_texts.items()
+        for k in range(len(evaluate.cloze_passages(text, 20)))
+    ]
+    record = json.loads((tmp_path / "tasks" / evaluate.DECONTAMINATION_FILE).read_text())
+    dropped = record["tasks"][evaluate.CLOZE_TASK]["dropped"]
+    assert dropped and all(item_id.startswith("copy#") for item_id in dropped)
+    assert sorted(item["id"] for item in items) == sorted(set(every) - set(dropped))
+    assert record["tasks"][evaluate.PERPLEXITY_TASK] == {"candidates": 3, "dropped": ["copy"]}
+    metadata = yaml.safe_load(paths[evaluate.CLOZE_TASK].read_text())["metadata"]
+    assert metadata["version"] == evaluate.HELDOUT_TASKS_VERSION
+    assert (metadata["candidates"], metadata["dropped"]) == (len(every), len(dropped))
 
 
 # ---------------------------------------------------------------------------- lm-eval vs a manual pass

@@ -10,7 +10,14 @@ import yaml
 
 from saturation import plan as plan_module
 from saturation.config import validate_config
-from saturation.plan import make_plan, stage_id, write_plan_records
+from saturation.corpus import source_fingerprint
+from saturation.plan import (
+    corpus_sources,
+    make_plan,
+    pretrained_tokenizer,
+    stage_id,
+    write_plan_records,
+)
 from tests.test_config import merged
 
 
@@ -39,7 +46,11 @@ def test_one_learning_rate_change_moves_only_that_run(config: dict) -> None:
     expected = {(stage, "w64-s0") for stage in ("pretrain", "harvest", "analyze", "benchmarks")} | {
         ("evaluate", f"w64-s0/{task}") for task in ("sat_cloze", "sat_wordperplexity")
     }
-    assert moved == expected | {("tables", "tables"), ("figures", "figures")}
+    assert moved == expected | {
+        ("tables", "tables"),
+        ("summary", "summary"),
+        ("figures", "figures"),
+    }
     assert ids(make_plan(config)) == before  # reverting finds the old ids again
 
 
@@ -101,4 +112,82 @@ def test_a_new_task_adds_only_its_evaluations(config: dict, tmp_path: Path) -> N
         ("evaluate", f"{r}/sciq") for r in ("w32-s0", "w64-s0", "w128-s0")
     }
     moved = {k for k in before if before[k] != after[k]}
-    assert {stage for stage, _ in moved} == {"benchmarks", "tables", "figures"}
+    assert {stage for stage, _ in moved} == {"benchmarks", "tables", "summary", "figures"}
+
+
+def test_summary_settings_move_only_the_summary(config: dict) -> None:
+    """The figures read the tidy tables, not the summary: a summary setting reruns the summary."""
+    before = ids(make_plan(config))
+    for key, value in (("collapse_kl_fraction", 0.3), ("anisotropy_onset", 0.8)):
+        changed = copy.deepcopy(config)
+        changed["summary"][key] = value
+        after = ids(make_plan(changed))
+        assert {k for k in before if before[k] != after[k]} == {("summary", "summary")}, key
+
+
+def test_number_spelling_does_not_change_ids() -> None:
+    """`1` and `1.0` are one setting: every schema `number` is a float after validation."""
+
+    def spelled(one: object, zero: object) -> dict:
+        return {
+            "model": {"rotary_pct": one},
+            "widths": [{"width": 64, "heads": 8, "lr": one}],
+            "train": {"grad_clip": one, "betas": [zero, 0.5], "weight_decay": zero},
+            "summary": {"anisotropy_onset": zero},
+        }
+
+    as_ints = ids(make_plan(validate_config(merged(spelled(1, 0)))))
+    as_floats = ids(make_plan(validate_config(merged(spelled(1.0, 0.0)))))
+    assert as_ints == as_floats
+    other = ids(make_plan(validate_config(merged(spelled(1.0, 0.1)))))
+    assert other != as_floats  # a real change still moves ids
+
+
+def reversed_keys(value: object) -> object:
+    """The same config with every mapping's keys in the opposite order."""
+    if isinstance(value, dict):
+        return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [reversed_keys(item) for item in value]
+    return value
+
+
+def test_recipes_read_the_same_whatever_the_key_order(config: dict) -> None:
+    """Rules pass recipes as params, which Snakemake compares as text: the text may depend on
+    what the recipe says only, never on the order the config's keys came in."""
+    plan, shuffled = make_plan(config), make_plan(validate_config(reversed_keys(config)))
+    texts = [(s.stage, s.name, repr(s.recipe)) for s in plan.stages()]
+    assert texts == [(s.stage, s.name, repr(s.recipe)) for s in shuffled.stages()]
+
+
+def test_corpus_sources_come_back_from_the_recipe(tmp_path: Path) -> None:
+    """The corpus job reads its sources from its recipe: they must be the configured ones."""
+    (tmp_path / "a.txt").write_text("some text")
+    (tmp_path / "rows.jsonl").write_text('{"text": "a row"}\n')
+    sources = [
+        {"builtin": "kjv"},
+        {"text": str(tmp_path / "*.txt")},
+        {"hf": {"path": "json", "data_files": str(tmp_path / "rows.jsonl"), "split": "train"}},
+    ]
+    recipe = make_plan(validate_config(merged({"corpus": {"sources": sources}}))).corpus.recipe
+    recovered = corpus_sources(recipe)
+    assert [next(iter(s)) for s in recovered] == ["builtin", "text", "hf"]
+    assert recovered[1] == {"text": [str(tmp_path / "*.txt")]}
+    assert [source_fingerprint(s) for s in recovered] == recipe["sources"]
+
+
+def test_a_pretrained_tokenizer_is_its_files(tmp_path: Path) -> None:
+    """Its id hashes the folder's files (vocab_size does not apply); the job checks the files are
+    still those before copying them."""
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text("{}")
+    pretrained = merged({"tokenizer": {"pretrained": str(folder)}})
+    plan = make_plan(validate_config(copy.deepcopy(pretrained)))
+    other_vocab = copy.deepcopy(pretrained)
+    other_vocab["tokenizer"]["vocab_size"] = 1024
+    assert ids(make_plan(validate_config(other_vocab))) == ids(plan)
+    assert pretrained_tokenizer(plan.tokenizer.recipe, str(folder)) == str(folder)
+    (folder / "tokenizer.json").write_text('{"changed": true}')
+    with pytest.raises(ValueError, match=r"^tokenizer\.pretrained: .* changed"):
+        pretrained_tokenizer(plan.tokenizer.recipe, str(folder))

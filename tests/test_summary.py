@@ -10,12 +10,13 @@ import pytest
 from saturation.summary import (
     SUMMARY_COLUMNS,
     SummaryConfig,
-    first_step_after_minimum,
+    final_stretch_start,
     saturation_summary,
     to_markdown,
 )
 
 STEPS = [0, 10, 20, 30, 40, 50]
+LN_64 = math.log(64)
 
 
 def curves(run: str, width: int, loss: list, kl: list, aniso: list) -> pd.DataFrame:
@@ -32,20 +33,27 @@ def curves(run: str, width: int, loss: list, kl: list, aniso: list) -> pd.DataFr
 
 
 def test_a_saturating_and_a_healthy_run() -> None:
+    """Shaped like Pythia's (paper Figs. 3 and 5): a random head is flat (KL ≈ 0) and the last
+    layer briefly anisotropic early on. The small run ends collapsed (KL 3.9 of ln 64 = 4.16) and
+    anisotropic; the large one's curves go through the same early phase and recover."""
     table = pd.concat([
-        curves("w64-s0", 64, [9, 6, 5, 4.0, 4.2, 4.4], [0.5, 0.3, 0.2, 0.3, 0.5, 0.9],
-               [0.3, 0.2, 0.25, 0.4, 0.7, 0.95]),
-        curves("w512-s0", 512, [9, 6, 5, 4.0, 3.8, 3.7], [0.5, 0.3, 0.2, 0.2, 0.21, 0.22],
-               [0.3, 0.2, 0.2, 0.21, 0.22, 0.2]),
+        curves("w64-s0", 64, [9, 6, 5, 4.0, 4.2, 4.4], [0.001, 0.6, 0.3, 1.5, 2.5, 3.9],
+               [0.1, 0.9, 0.3, 0.4, 0.7, 0.95]),
+        curves("w512-s0", 512, [9, 6, 5, 4.0, 3.8, 3.7], [0.002, 0.6, 0.3, 0.35, 0.4, 0.45],
+               [0.1, 0.9, 0.3, 0.25, 0.22, 0.2]),
     ])  # fmt: skip
-    summary = saturation_summary(table, SummaryConfig(collapse_factor=2.0, anisotropy_onset=0.5))
+    summary = saturation_summary(table, SummaryConfig(collapse_kl_fraction=0.5))
     assert list(summary.columns) == SUMMARY_COLUMNS
     small, large = summary.iloc[0], summary.iloc[1]
     assert (small.best_step, small.best_loss, small.final_loss) == (30, 4.0, 4.4)
     assert small.final_minus_best == pytest.approx(0.4)
     assert small.relative_excess == pytest.approx(0.1)
-    assert (small.kl_min_step, small.collapse_step) == (20, 40)  # 0.5 > 2 × 0.2 first at 40
-    assert small.anisotropy_onset_step == 40  # 0.7 > 0.5 after the minimum at step 10
+    assert small.final_singular_entropy == 3.9
+    assert small.final_effective_rank == pytest.approx(64 * math.exp(-3.9))  # ≈ 1.3 directions
+    assert small.collapse_step == 40  # 2.5 > 0.5 · ln 64 = 2.08 from step 40 on; 1.5 is below
+    assert (
+        small.anisotropy_onset_step == 40
+    )  # above 0.5 from 40 on; the 0.9 at step 10 is transient
     assert small.final_anisotropy_last == 0.95
     assert (large.best_step, large.final_minus_best) == (50, 0.0)
     assert math.isnan(large.collapse_step) and math.isnan(large.anisotropy_onset_step)
@@ -54,9 +62,20 @@ def test_a_saturating_and_a_healthy_run() -> None:
     assert "| w512-s0 | 512 |" in markdown and "–" in markdown
 
 
-def test_first_step_after_minimum_ignores_the_way_down() -> None:
-    series = pd.Series([5.0, 1.0, 0.5, 0.6, 2.0], index=[0, 1, 2, 3, 4])
-    assert first_step_after_minimum(series, 1.5) == 4  # step 0 is above too, but before the minimum
+def test_the_near_zero_kl_of_a_random_head_is_no_reference() -> None:
+    """A rule relative to the KL minimum (the first one this project used) put the collapse at
+    the first steps of every run, because a random head's KL is ≈ 1e-3; the level does not."""
+    kl = [0.001, 0.01, 0.05, 0.2, 0.3, 0.4]  # rises 400-fold, stays far below 0.5 · ln 64
+    table = curves("w64-s0", 64, [9, 8, 7, 6, 5, 4], kl, [0.1] * 6)
+    assert math.isnan(saturation_summary(table, SummaryConfig()).iloc[0].collapse_step)
+
+
+def test_final_stretch_start() -> None:
+    series = pd.Series([0.1, 0.9, 0.2, 0.6, 0.7], index=[0, 1, 2, 3, 4])
+    assert final_stretch_start(series, 0.5) == 3  # step 1 is above too, but not for good
+    assert final_stretch_start(series, 0.1) == 1  # step 0 equals the threshold: not above it
+    assert final_stretch_start(series, -1.0) == 0
+    assert math.isnan(final_stretch_start(series, 0.7))  # ends at the threshold, not above it
 
 
 def test_missing_metric_is_named() -> None:

@@ -130,6 +130,29 @@ def test_tokenize_split_places_one_eos_after_each_document(
     assert [doc[:-1].tolist() for doc in documents] == expected
 
 
+def test_special_token_strings_in_documents_stay_plain_text(
+    tokenizer_dir: Path, tmp_path: Path
+) -> None:
+    """A document quoting "<|endoftext|>" must not get an EOS mid-document (nor a PAD)."""
+    texts = [
+        f"A page about {EOS_TOKEN} and {PAD_TOKEN} tokens.",
+        EOS_TOKEN,
+        f"{PAD_TOKEN}{EOS_TOKEN}{EOS_TOKEN} glued",
+        "The cat sold bread.",
+    ]
+    docs = write_jsonl(tmp_path / "special.jsonl", texts)
+    out_bin, out_header = tmp_path / "special.bin", tmp_path / "special.json"
+    header = tokenize_split(docs, tokenizer_dir, out_bin, out_header, batch_size=3, threads=1)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    tokens = np.asarray(open_tokens(out_bin))
+    ends = np.flatnonzero(tokens == tokenizer.eos_token_id)
+    assert len(ends) == header.documents == len(texts)
+    assert ends[-1] == len(tokens) - 1
+    assert tokenizer.pad_token_id not in tokens
+    documents = np.split(tokens, ends + 1)[:-1]
+    assert [tokenizer.decode(doc[:-1].tolist()) for doc in documents] == texts
+
+
 def test_header_describes_the_file(
     split: tuple[list[str], Path, Path], tokenizer_dir: Path
 ) -> None:

@@ -87,14 +87,15 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
     cloze = table[table.metric == "sat_cloze/acc"]
     assert list(cloze.step) == [0, 4, 40] * n_runs and cloze.stderr.notna().all()
     assert (table[table.metric == "sat_wordperplexity/word_perplexity"].value > 1).all()
-    assert len(pd.read_csv(tables / "benchmarks.csv")) == n_runs * 5  # acc, ppl, 3 rolling
-    assert (pd.read_csv(tables / "benchmarks.csv").best_step == 40).all()
     spectra = pd.read_parquet(tables / "spectra.parquet")
     assert len(spectra) == 16 * n_steps + 32 * n_steps  # every singular value of both heads
-    summary = pd.read_csv(tables / "summary.csv")
+    (summaries,) = (results / "summary").iterdir()  # its own stage: its settings rerun it alone
+    assert len(pd.read_csv(summaries / "benchmarks.csv")) == n_runs * 5  # acc, ppl, 3 rolling
+    assert (pd.read_csv(summaries / "benchmarks.csv").best_step == 40).all()
+    summary = pd.read_csv(summaries / "summary.csv")
     assert list(summary.width) == [16, 32]
     assert (summary.final_loss >= summary.best_loss).all()
-    assert "| run | width |" in (tables / "summary.md").read_text()
+    assert "| run | width |" in (summaries / "summary.md").read_text()
     (figures,) = (results / "figures").iterdir()
     for name in FIGURES:
         assert (figures / f"{name}.png").stat().st_size > 10_000
@@ -129,6 +130,39 @@ def test_second_run_does_nothing(micro: tuple[Path, subprocess.CompletedProcess]
     done = snakemake(workdir, "--configfile", str(MICRO))
     assert "Nothing to be done" in done.stdout + done.stderr
     assert not jobs_run(done)
+
+
+def test_restated_defaults_plan_nothing(
+    micro: tuple[Path, subprocess.CompletedProcess], tmp_path: Path
+) -> None:
+    """Each job's params are its stage's recipe, not a config section (whose text, which
+    Snakemake compares, follows the order keys arrive in): restating what is in effect, in another
+    order or spelling (1 for 1.0), plans nothing, even with params as the only rerun trigger."""
+    workdir, _ = micro
+    restated = write_config(
+        tmp_path / "restated.yaml",
+        {
+            "corpus": {"min_chars": 200, "test_fraction": 0.05},
+            "tokenizer": {"min_frequency": 2, "pretrained": None},
+            "model": {"rotary_pct": 0.25, "head_dim": 32},
+            "train": {"grad_clip": 1, "weight_decay": 0.1, "betas": [0.9, 0.95]},
+            "analysis": {"batch_size": 8},
+            "evaluation": {"seed": 0, "batch_size": 16},
+            "summary": {"anisotropy_onset": 0.5},
+        },
+    )
+    for triggers in ([], ["--rerun-triggers", "params"]):
+        done = snakemake(workdir, "-n", "--configfile", str(MICRO), str(restated), *triggers)
+        assert "Nothing to be done" in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def test_a_summary_setting_reruns_only_the_summary(
+    micro: tuple[Path, subprocess.CompletedProcess], tmp_path: Path
+) -> None:
+    workdir, _ = micro
+    changed = write_config(tmp_path / "summary.yaml", {"summary": {"collapse_kl_fraction": 0.3}})
+    done = snakemake(workdir, "-n", "--configfile", str(MICRO), str(changed))
+    assert jobs_run(done) == Counter({"saturation_summary": 1, "all": 1})
 
 
 def test_figures_redraw_without_recomputing(

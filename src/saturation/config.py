@@ -62,8 +62,29 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
         validate(config, str(schema_path), set_default=True)
     except WorkflowError as err:
         raise ConfigError(_schema_error_line(config, load_schema(schema_path))) from err
+    normalise_numbers(config, load_schema(schema_path))
     check_semantics(config)
     return config
+
+
+def normalise_numbers(value: Any, schema: Mapping[str, Any]) -> Any:
+    """Every value the schema types `number` (not also `integer`) as a float, in place: `1` and
+    `1.0` are one setting, so they must be one recipe and one id. Returns the value."""
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if is_int and "number" in types and "integer" not in types:
+        return float(value)
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        other = schema.get("additionalProperties")
+        for key, item in value.items():
+            item_schema = properties.get(key, other)
+            if isinstance(item_schema, Mapping):
+                value[key] = normalise_numbers(item, item_schema)
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        value[:] = [normalise_numbers(item, schema["items"]) for item in value]
+    return value
 
 
 def merge_configs(base: Mapping[str, Any], *overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -90,9 +111,31 @@ def load_config(*configfiles: Path, base: Path = DEFAULT_CONFIG) -> dict[str, An
 
 def check_semantics(config: Mapping[str, Any]) -> None:
     _check_sources(config["corpus"]["sources"])
+    _check_tokenizer(config["tokenizer"])
     _check_widths(config)
     _check_checkpoints(config["train"])
     _check_evaluation(config)
+
+
+# What an HF tokenizer folder holds at least one of (AutoTokenizer reads its config or the fast
+# tokenizer's own file); checked without loading it, as transformers is slow to import.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def _check_tokenizer(tokenizer: Mapping[str, Any]) -> None:
+    path = tokenizer["pretrained"]
+    if path is None:
+        return
+    folder = Path(path)
+    if not folder.exists():
+        raise ConfigError(f"tokenizer.pretrained: folder {path!r} does not exist")
+    if not folder.is_dir():
+        raise ConfigError(f"tokenizer.pretrained: {path!r} is not a folder")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ConfigError(
+            f"tokenizer.pretrained: folder {path!r} holds no HF tokenizer "
+            f"(none of {', '.join(TOKENIZER_FILES)})"
+        )
 
 
 def _check_sources(sources: Sequence[Mapping[str, Any]]) -> None:
@@ -162,11 +205,16 @@ def _check_evaluation(config: Mapping[str, Any]) -> None:
     from saturation.schedule import checkpoint_steps
 
     evaluation, train = config["evaluation"], config["train"]
-    for task in evaluation["local_data"]:
+    for task, files in evaluation["local_data"].items():
         if task not in evaluation["tasks"]:
             raise ConfigError(
                 f"evaluation.local_data.{task}: {task!r} is not listed in evaluation.tasks"
             )
+        for split, path in files.items():
+            if not Path(path).exists():
+                raise ConfigError(f"evaluation.local_data.{task}.{split}: {path!r} does not exist")
+            if not Path(path).is_file():
+                raise ConfigError(f"evaluation.local_data.{task}.{split}: {path!r} is not a file")
     marks = train["checkpoints"]
     schedule = set(
         checkpoint_steps(train["steps"], marks["log_until"], marks["every"], marks["steps"])

@@ -21,7 +21,9 @@ Sources, each a one-key mapping as written in the YAML config:
   a blank line. Play titles and act headings are dropped (they would repeat in every scene).
 - ``{"text": "pattern" | ["pattern", ...]}``: local UTF-8 files, one document per file (a BOM
   and surrounding whitespace dropped); glob patterns (with recursive ``**``) are resolved
-  against the working directory, and a file matched twice in one source is read once.
+  against the working directory, and a file matched twice in one source is read once. A
+  document's id is ``text/<path>`` with one spelling per file whatever the pattern (see
+  `_canonical_path`).
 - ``{"hf": {...}}``: a Hugging Face `datasets` dataset (hub name, builder such as "json", or a
   local folder; a `save_to_disk` folder is read with `load_from_disk`). A row's id is
   ``hf/<path>[/<name>]/<split>/<row index>``, or the value of `id_field` verbatim when set (so
@@ -288,8 +290,24 @@ def _patterns(spec: Any) -> list[str]:
     return patterns
 
 
+def _canonical_path(path: str) -> str:
+    """One spelling per file, so its id (and hence its split) does not depend on the pattern.
+
+    "docs/a.txt", "./docs/a.txt" and "/abs/cwd/docs/a.txt" all become "docs/a.txt": the path
+    relative to the working directory for files under it, else the absolute path, normalised
+    lexically. Symlinks are not followed, so ids stay put when a data folder is a link to
+    another disk; a file reached through two links is caught by `_kept_documents`' content
+    check instead.
+    """
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute)
+    outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
+    return Path(absolute if outside else relative).as_posix()
+
+
 def _text_files(patterns: list[str]) -> list[str]:
-    """Files matched by the patterns, each pattern's matches sorted, duplicates dropped.
+    """Files matched by the patterns (canonical paths), each pattern's matches sorted, duplicates
+    dropped.
 
     A pattern that matches no file is an error: a typo would otherwise silently shrink the
     corpus.
@@ -299,7 +317,7 @@ def _text_files(patterns: list[str]) -> list[str]:
         matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
         if not matches:
             raise CorpusError(f"text source pattern {pattern!r} matches no file")
-        files.update(dict.fromkeys(Path(p).as_posix() for p in matches))
+        files.update(dict.fromkeys(_canonical_path(p) for p in matches))
     return list(files)
 
 
@@ -538,6 +556,11 @@ def assign_split(doc_id: str, val_fraction: float, test_fraction: float) -> str:
 # ---------------------------------------------------------------------------- building
 
 
+def _text_digest(text: str) -> bytes:
+    """A 128-bit content key: collisions are negligible and a set of them stays small."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
 def _empty_stats() -> dict[str, int]:
     return {"documents": 0, "characters": 0}
 
@@ -552,20 +575,40 @@ def _kept_documents(
     min_chars: int,
     source_stats: dict[str, dict[str, int]],
 ) -> Iterator[Document]:
-    """Documents of all sources in order, short ones dropped (and counted), ids checked."""
-    seen: set[str] = set()
+    """Documents of all sources in order; short ones and repeated texts dropped (and counted).
+
+    A repeated id is an error naming both sources: it means the same document was configured
+    twice (one file under two patterns) or a source's ids are not unique. A repeated text under
+    a new id (the same exact text, in any source) is dropped instead, keeping the first copy:
+    exact duplicates are common in real data (boilerplate, mirrored rows, a file copied into
+    two folders), so rejecting them would force a separate cleaning step, while keeping both
+    would put the same text in train and test whenever their ids hash to different splits.
+    Which copy survives depends on source order; the text is in exactly one split either way.
+    Memory grows by one 16-byte digest per kept document. Near duplicates are not caught here;
+    the held-out evaluation tasks are decontaminated by n-gram overlap (`saturation.evaluate`).
+    """
+    first_source: dict[str, str] = {}
+    texts: set[bytes] = set()
     for source in sources:
-        stats = source_stats.setdefault(_source_label(source), {**_empty_stats(), "dropped": 0})
+        label = _source_label(source)
+        stats = source_stats.setdefault(label, {**_empty_stats(), "dropped": 0, "duplicates": 0})
         for document in iter_documents(source):
             if len(document.text) < min_chars:
                 stats["dropped"] += 1
                 continue
-            if document.id in seen:
+            if document.id in first_source:
+                first = first_source[document.id]
+                where = f"source {label}" if first == label else f"sources {first} and {label}"
                 raise CorpusError(
-                    f"duplicate document id {document.id!r} in source {_source_label(source)}; "
-                    "give sources distinct ids (e.g. hf id_field)"
+                    f"duplicate document id {document.id!r} in {where}; give each document one "
+                    "source and sources distinct ids (e.g. hf id_field)"
                 )
-            seen.add(document.id)
+            first_source[document.id] = label
+            digest = _text_digest(document.text)
+            if digest in texts:
+                stats["duplicates"] += 1
+                continue
+            texts.add(digest)
             _count(stats, document)
             yield document
 
@@ -590,7 +633,8 @@ def build_corpus(
 ) -> dict[str, Any]:
     """Write train/val/test JSONL under `out_dir` and return per-split and per-source counts.
 
-    Documents are streamed, so memory stays flat whatever the corpus size. The three files are
+    Documents are streamed, so memory holds their ids and text digests, never their texts
+    (duplicates are handled by `_kept_documents`, counted per source). The three files are
     written atomically and only if every split is non-empty, because every downstream stage
     needs all three.
     """

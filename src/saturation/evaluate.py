@@ -5,7 +5,8 @@ Every task is a YAML file that lm-eval's `TaskManager` reads from our own includ
 hub). Two kinds of tasks:
 
 - generated from our held-out split (`build_offline_tasks`): `sat_cloze`, a LAMBADA-style
-  last-word cloze, and `sat_wordperplexity`, WikiText-style rolling word perplexity;
+  last-word cloze, and `sat_wordperplexity`, WikiText-style rolling word perplexity, both
+  decontaminated against the train split (`TrainNgrams`);
 - standard benchmarks (`standard_task_override`) whose built-in YAML is copied field for field
   with only the dataset pointed at local JSON(L) files in the hub's schema, so the prompts and
   metrics are exactly lm-eval's (formats in `saturation.tasks`).
@@ -19,24 +20,28 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from saturation import corpus
 from saturation.io import atomic_path, sha256_file, write_text_atomic
 
+log = logging.getLogger(__name__)
+
 CLOZE_TASK = "sat_cloze"
 PERPLEXITY_TASK = "sat_wordperplexity"
 # Bump when the generated items or task definitions change meaning (lm-eval reports it as the
 # task's version, so results of different generations are never mixed up silently).
-HELDOUT_TASKS_VERSION = 1
+HELDOUT_TASKS_VERSION = 2  # 2: decontaminated against the train split
 # Enough resamples for a rough stderr of the bootstrapped metrics (perplexity); lm-eval's
 # default of 100k costs seconds per metric and checkpoint. Mean metrics (acc) use a closed form.
 BOOTSTRAP_ITERS = 100
@@ -44,6 +49,11 @@ BOOTSTRAP_ITERS = 100
 # of the default 4096-token BPE (median; max 131 on the default test split), so passages fit the
 # default models' 128-token context.
 CLOZE_CONTEXT_WORDS = 50
+# Evaluation text sharing a word n-gram this long with the train split is dropped, as in GPT-3's
+# decontamination (Brown et al. 2020, appendix C): long enough that shared idioms and formulae
+# rarely reach it, short enough to catch a parallel passage reworded at its edges.
+DECONTAMINATION_WORDS = 13
+DECONTAMINATION_FILE = "decontamination.json"
 
 # Built-in task → its YAML under lm_eval/tasks/; "storycloze" is accepted for storycloze_2016.
 STANDARD_TASKS = {
@@ -104,26 +114,37 @@ def cloze_passages(text: str, context_words: int) -> list[tuple[str, str]]:
 
 
 def cloze_items(
-    documents: Iterable[dict[str, str]], n_items: int, context_words: int, seed: int
-) -> list[dict[str, str]]:
-    """`n_items` cloze items spread over as many documents as possible, in a seeded order.
+    documents: Iterable[dict[str, str]],
+    n_items: int,
+    context_words: int,
+    seed: int,
+    contaminated: Callable[[str], bool] | None = None,
+) -> tuple[list[dict[str, str]], list[str]]:
+    """`n_items` cloze items spread over as many documents as possible, in a seeded order, and
+    the ids of the passages left out because `contaminated(context + " " + target)` is true.
 
     Each document's passages are ranked by a hash of (seed, document id, passage index); items
     are taken round by round (every document's first-ranked passage, then every second-ranked
     one, …), documents within a round ordered by a hash of (seed, document id). The result
-    depends on the documents' contents only, never on their order in the file.
+    depends on the documents' contents only, never on their order in the file. A passage's id
+    is its index among all the document's passages, left-out ones included, so dropping one
+    never renames the others.
     """
-    keyed = []
+    keyed, left_out = [], []
     for doc in documents:
         passages = cloze_passages(doc["text"], context_words)
         order = sorted(range(len(passages)), key=lambda k: _rank(seed, f"{doc['id']}#{k}"))
+        if contaminated is not None:
+            dirty = {k for k in order if contaminated(" ".join(passages[k]))}
+            left_out += [f"{doc['id']}#{k}" for k in sorted(dirty)]
+            order = [k for k in order if k not in dirty]
         for round_, k in enumerate(order):
             context, target = passages[k]
             item = {"id": f"{doc['id']}#{k}", "doc_id": doc["id"], "source": doc["source"]}
             item |= {"context": context, "target": target}
             keyed.append(((round_, _rank(seed, doc["id"])), item))
     keyed.sort(key=lambda pair: pair[0])
-    return [item for _, item in keyed[:n_items]]
+    return [item for _, item in keyed[:n_items]], sorted(left_out)
 
 
 def perplexity_documents(
@@ -132,6 +153,53 @@ def perplexity_documents(
     """`n_docs` whole documents, chosen and ordered by a seeded hash of their ids."""
     ranked = sorted(documents, key=lambda doc: _rank(seed, doc["id"]))
     return [{"id": d["id"], "source": d["source"], "text": d["text"]} for d in ranked[:n_docs]]
+
+
+class TrainNgrams:
+    """The word n-grams of a training split, to find evaluation text the model may have seen.
+
+    Held-out documents are split from train by id only, so parallel passages leak: in the
+    default corpus, test chapter Psalms 108 repeats Psalms 57 and 60 (train) almost verbatim,
+    Jeremiah 52 repeats 2 Kings 25. Words are lowercased runs of letters and digits
+    (punctuation and whitespace only separate them), so a reprint that differs in commas or
+    line breaks still matches. Each n-gram is kept as a 64-bit key, a polynomial of per-word
+    blake2b keys computed by numpy for all positions at once: the ~1.6M 13-grams of the default
+    9 MB train split take about a second and 13 MB (a Python set of word tuples took 3.5 s). A
+    false match needs a 64-bit collision: about 1e-8 for the default splits.
+    """
+
+    _WORD = re.compile(r"[^\W_]+")
+    _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it mod 2**64 loses no bit
+
+    def __init__(self, texts: Iterable[str], n: int = DECONTAMINATION_WORDS) -> None:
+        if n < 1:
+            raise ValueError(f"n-gram length must be at least 1, got {n}")
+        self.n = n
+        self._word_keys: dict[str, int] = {}
+        keys = [self._keys(text) for text in texts]
+        self._sorted = np.sort(np.concatenate(keys)) if keys else np.empty(0, np.uint64)
+
+    def _keys(self, text: str) -> np.ndarray:
+        """Keys of the text's n-grams, one per position (none if it has fewer than n words)."""
+        words = self._WORD.findall(text.lower())
+        for word in set(words).difference(self._word_keys):
+            digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+            self._word_keys[word] = int.from_bytes(digest, "little")
+        lookup = self._word_keys.__getitem__
+        codes = np.fromiter(map(lookup, words), dtype=np.uint64, count=len(words))
+        count = max(len(words) - self.n + 1, 0)
+        keys = np.zeros(count, dtype=np.uint64)
+        for offset in range(self.n if count else 0):
+            keys = keys * self._MULTIPLIER + codes[offset : offset + count]  # wraps mod 2**64
+        return keys
+
+    def overlaps(self, text: str) -> bool:
+        """Whether `text` shares at least one n-gram with the training split."""
+        keys = self._keys(text)
+        if keys.size == 0 or self._sorted.size == 0:
+            return False
+        where = np.minimum(np.searchsorted(self._sorted, keys), self._sorted.size - 1)
+        return bool(np.any(self._sorted[where] == keys))
 
 
 # ---------------------------------------------------------------------------- task YAML
@@ -209,35 +277,68 @@ def build_offline_tasks(
     out_dir: Path,
     n_cloze: int,
     n_docs: int,
+    train_jsonl: Path,
     seed: int = 0,
     context_words: int = CLOZE_CONTEXT_WORDS,
 ) -> dict[str, Path]:
     """Write `sat_cloze` and `sat_wordperplexity` (data JSONL + task YAML) into a new `out_dir`.
 
     At most `n_cloze` cloze items and `n_docs` documents (fewer if the split has fewer; the
-    counts are in each YAML's metadata, with the split's sha256 and the seed). The YAMLs hold the absolute final paths of their data files, so the folder cannot be moved
-    (regenerate it instead). Returns task name → YAML path.
+    counts are in each YAML's metadata, with the split's sha256 and the seed). Both are
+    decontaminated against `train_jsonl` before they are drawn: a cloze passage (context and
+    target) or a perplexity document that shares a `DECONTAMINATION_WORDS`-word n-gram with a
+    training document is left out, since a model scored on text it was trained on measures
+    memory, not generalisation. Each YAML's metadata counts what was left out;
+    `decontamination.json` lists the ids. The YAMLs hold the absolute final paths of their data
+    files, so the folder cannot be moved (regenerate it instead). Returns task name → YAML path.
     """
     documents = read_documents(split_jsonl)
-    items = cloze_items(documents, n_cloze, context_words, seed)
-    docs = perplexity_documents(documents, n_docs, seed)
+    train = TrainNgrams(doc.text for doc in corpus.read_documents(Path(train_jsonl)))
+    items, dirty_passages = cloze_items(documents, n_cloze, context_words, seed, train.overlaps)
+    dirty = {doc["id"] for doc in documents if train.overlaps(doc["text"])}
+    docs = perplexity_documents([d for d in documents if d["id"] not in dirty], n_docs, seed)
     if not items or not docs:
-        raise ValueError(f"{split_jsonl}: no cloze passage or no document to evaluate on")
+        raise ValueError(
+            f"{split_jsonl}: no cloze passage or no document to evaluate on after dropping those "
+            f"sharing a {DECONTAMINATION_WORDS}-word n-gram with {train_jsonl}"
+        )
     out_dir = Path(out_dir).resolve()
     provenance = {
         "source": str(Path(split_jsonl).resolve()),
         "source_sha256": sha256_file(split_jsonl),
         "seed": seed,
+        "decontaminated_against": str(Path(train_jsonl).resolve()),
+        "decontaminated_against_sha256": sha256_file(train_jsonl),
+        "decontamination_ngram_words": DECONTAMINATION_WORDS,
     }
+    n_passages = sum(len(cloze_passages(doc["text"], context_words)) for doc in documents)
+    dropped = {
+        CLOZE_TASK: {"candidates": n_passages, "dropped": dirty_passages},
+        PERPLEXITY_TASK: {"candidates": len(documents), "dropped": sorted(dirty)},
+    }
+    for name, counts in dropped.items():
+        log.info(
+            "%s: dropped %d of %d candidates sharing a %d-word n-gram with %s",
+            name, len(counts["dropped"]), counts["candidates"], train.n, train_jsonl,
+        )  # fmt: skip
     tasks = {
         CLOZE_TASK: (items, {"n_items": len(items), "context_words": context_words}),
         PERPLEXITY_TASK: (docs, {"n_items": len(docs)}),
     }
+    record = provenance | {
+        "reason": f"shares a {train.n}-word n-gram (lowercased letters and digits) with train",
+        "tasks": dropped,
+    }
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
+        (tmp / DECONTAMINATION_FILE).write_text(json.dumps(record, indent=2) + "\n")
         for name, (records, extra) in tasks.items():
             _write_jsonl(tmp / f"{name}.jsonl", records)
-            config = _heldout_task(name, out_dir / f"{name}.jsonl", provenance | extra)
+            counts = {
+                "candidates": dropped[name]["candidates"],
+                "dropped": len(dropped[name]["dropped"]),
+            }
+            config = _heldout_task(name, out_dir / f"{name}.jsonl", provenance | extra | counts)
             (tmp / f"{name}.yaml").write_text(_dump_task(config), encoding="utf-8")
     return {name: out_dir / f"{name}.yaml" for name in tasks}
 

@@ -61,7 +61,8 @@ class LinearCrossEntropy(torch.autograd.Function):
                 logp = torch.log_softmax((h @ w.t()).float(), dim=-1)  # (c, V), one fused pass
                 total -= logp.gather(1, t[:, None]).sum()
                 onehot = vocab_ids == t[:, None]
-                grad_logits = logp.exp_().sub_(onehot.float()).div_(n).to(compute)  # fp32, then cast
+                # fp32 until the cast, so 1 − p of a confident target survives bf16
+                grad_logits = logp.exp_().sub_(onehot.float()).div_(n).to(compute)
                 grad_hidden[start : start + chunk] = grad_logits @ w
                 if compute == torch.float32:
                     grad_weight.addmm_(grad_logits.t(), h)

@@ -18,16 +18,21 @@ from saturation.corpus import source_fingerprint
 from saturation.schedule import checkpoint_steps
 
 FORMAT_VERSIONS = {
-    "corpus": 1,
+    "corpus": 2,  # 2: a file has one id however its path is spelled; duplicate texts dropped
     "tokenizer": 1,
-    "tokens": 1,
-    "pretrain": 2,  # 2: the fused training step (fast_neox); auto compiles on CPU too
+    "tokens": 2,  # 2: special-token strings in documents encoded as text, not as EOS/PAD ids
+    # 2: the fused training step (fast_neox), auto compiles on CPU too;
+    # 3: the fused loss's bf16 gradient for confident tokens fixed
+    "pretrain": 3,
     "harvest": 1,
-    "analyze": 2,  # 2: anisotropy per depth
+    "analyze": 3,  # 2: anisotropy per depth; 3: held-out windows, zero-row anisotropy edge cases
     "evaltasks": 1,
     "evaluate": 1,
     "benchmarks": 1,
-    "tables": 3,  # 2: spectra table beside metrics; 3: benchmarks and their stderr
+    "tables": 4,  # 2: spectra beside metrics; 3: benchmarks, stderr; 4: summary to its own stage
+    # 1 although the summary changed: a new stage (split from tables 3, whose folders held it),
+    # starting with collapse step and anisotropy onset redefined
+    "summary": 1,
     "figures": 3,  # 2: anisotropy and spectrum figures; 3: benchmark figure
 }
 ID_LENGTH = 12
@@ -44,12 +49,20 @@ def stage_id(stage: str, recipe: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Stage:
-    """One content-addressed output folder: results/<stage>/<id>/."""
+    """One content-addressed output folder: results/<stage>/<id>/.
+
+    The recipe is kept in canonical form (keys sorted, JSON types), so the rules that pass it to
+    their jobs as a param see the same text exactly when the id is the same, whatever the order
+    or spelling of the config it came from.
+    """
 
     stage: str
     recipe: dict[str, Any]
     name: str
     results: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "recipe", json.loads(canonical_json(self.recipe)))
 
     @property
     def id(self) -> str:
@@ -105,6 +118,7 @@ class Plan:
     evaltasks: dict[str, Stage]  # task -> the folder of its YAML (generated tasks share one)
     runs: dict[str, RunPlan]
     tables: Stage
+    summary: Stage
     figures: Stage
 
     def run_by(self, stage: str, stage_id_: str) -> RunPlan:
@@ -129,7 +143,7 @@ class Plan:
         ]  # fmt: skip
         evaltasks = {stage.id: stage for stage in self.evaltasks.values()}  # generated ones shared
         shared = [self.corpus, self.tokenizer, self.tokens, *evaltasks.values()]
-        return [*shared, *per_run, self.tables, self.figures]
+        return [*shared, *per_run, self.tables, self.summary, self.figures]
 
     def index_rows(self) -> list[dict[str, str]]:
         return [
@@ -145,13 +159,13 @@ def _train_recipe(config: dict[str, Any], entry: dict[str, Any], seed: int) -> d
         "steps": train["steps"],
         "batch_size": train["batch_size"],
         "seq_len": train["seq_len"],
-        "lr": float(entry.get("lr", train["lr"])),
-        "min_lr_ratio": float(train["min_lr_ratio"]),
+        "lr": entry.get("lr", train["lr"]),
+        "min_lr_ratio": train["min_lr_ratio"],
         "warmup_steps": round(train["warmup_fraction"] * train["steps"]),
-        "betas": [float(b) for b in train["betas"]],
-        "eps": float(train["eps"]),
-        "weight_decay": float(train["weight_decay"]),
-        "grad_clip": float(train["grad_clip"]),
+        "betas": train["betas"],
+        "eps": train["eps"],
+        "weight_decay": train["weight_decay"],
+        "grad_clip": train["grad_clip"],
         "precision": train["precision"],
         "compile": train["compile"],
         "checkpoint_steps": checkpoint_steps(
@@ -196,7 +210,8 @@ def _evaltask_stages(config: dict[str, Any], corpus: Stage, results: str) -> dic
 
 
 def make_plan(config: dict[str, Any]) -> Plan:
-    """All stage ids of a validated config (see saturation.config.validate_config)."""
+    """All stage ids of a validated config (see saturation.config.validate_config, which also
+    makes every `number` of the schema a float, so `1` and `1.0` give one id)."""
     results = config["results"]
     corpus_cfg = config["corpus"]
     corpus = Stage(
@@ -296,13 +311,42 @@ def make_plan(config: dict[str, Any]) -> Plan:
                 }
                 for n, r in runs.items()
             },
-            "summary": dict(config["summary"]),
         },
         name="tables",
         results=results,
     )
+    summary = Stage(
+        "summary",
+        {"tables": tables.id, "summary": dict(config["summary"])},
+        name="summary",
+        results=results,
+    )
     figures = Stage("figures", {"tables": tables.id}, name="figures", results=results)
-    return Plan(results, corpus, tokenizer, tokens, evaltasks, runs, tables, figures)
+    return Plan(results, corpus, tokenizer, tokens, evaltasks, runs, tables, summary, figures)
+
+
+def corpus_sources(recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sources a corpus recipe reads, back from their fingerprints: each fingerprint keeps its
+    kind and options (defaults filled) beside the content hashes, so a job built from its recipe
+    reads exactly what its id says."""
+    kinds = ("builtin", "text", "hf")
+    return [
+        {kind: fingerprint[kind] for kind in kinds if kind in fingerprint}
+        for fingerprint in recipe["sources"]
+    ]
+
+
+def pretrained_tokenizer(recipe: dict[str, Any], path: str) -> str:
+    """The configured tokenizer folder (tokenizer.pretrained), if it still holds the files its
+    recipe hashed: where it lies is no part of the id, what it holds is."""
+    from saturation.tokenizer import tokenizer_fingerprint
+
+    if tokenizer_fingerprint(path) != recipe["pretrained"]:
+        raise ValueError(
+            f"tokenizer.pretrained: the files of {path!r} changed after the workflow was planned; "
+            "run it again to plan a new tokenizer id"
+        )
+    return path
 
 
 INDEX_FIELDS = ("stage", "id", "name", "path")

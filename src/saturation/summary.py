@@ -10,15 +10,20 @@ import pandas as pd
 
 SUMMARY_COLUMNS = [
     "run", "width", "seed", "best_step", "best_loss", "final_step", "final_loss",
-    "final_minus_best", "relative_excess", "kl_min_step", "collapse_step",
-    "final_anisotropy_last", "anisotropy_onset_step",
+    "final_minus_best", "relative_excess", "final_singular_entropy", "final_effective_rank",
+    "collapse_step", "final_anisotropy_last", "anisotropy_onset_step",
 ]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class SummaryConfig:
-    collapse_factor: float = 2.0  # collapse: first step after the KL minimum with KL > factor × min
-    anisotropy_onset: float = 0.5  # onset: first step after its minimum with A_last > this
+    """Thresholds of the two degeneration events, as levels rather than changes: a random head
+    is almost exactly isotropic (KL ≈ 1e-3 at initialisation), so any rule relative to the
+    curve's minimum fires at the first steps of training."""
+
+    # collapse: KL(σ̂‖u) above this × ln d, i.e. the head's effective rank below d^(1 − this)
+    collapse_kl_fraction: float = 0.5
+    anisotropy_onset: float = 0.5  # onset: last-layer anisotropy above this
 
 
 def _series(run: pd.DataFrame, metric: str) -> pd.Series:
@@ -33,22 +38,32 @@ def best_step(run: pd.DataFrame) -> int:
     return int(_series(run, "val_loss").idxmin())
 
 
-def first_step_after_minimum(series: pd.Series, exceeds: float) -> float:
-    """The first step after the series' minimum whose value is above `exceeds` (NaN if none)."""
-    after = series.loc[series.idxmin() :].iloc[1:]
-    above = after[after > exceeds]
-    return float(above.index[0]) if len(above) else math.nan
+def final_stretch_start(series: pd.Series, above: float) -> float:
+    """The first step of the closing stretch in which the series stays above `above`; NaN if
+    the run ends at or below it.
+
+    The closing stretch, not the first crossing: early training crosses both thresholds and
+    comes back (the last layer turns anisotropic for a few dozen steps, the head's first
+    direction briefly dominates), while saturation is the state a run ends in.
+    """
+    if not series.iloc[-1] > above:
+        return math.nan
+    at_or_below = series.index[~(series > above)]
+    if len(at_or_below) == 0:
+        return float(series.index[0])
+    return float(series.index[series.index > at_or_below[-1]][0])
 
 
 def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
     loss = _series(run, "val_loss")
     kl = _series(run, "singular_entropy")
     anisotropy = _series(run, "anisotropy_last")
+    width = int(run["width"].iloc[0])
     best, final_step = best_step(run), int(loss.index[-1])
     excess = loss.iloc[-1] - loss.min()
     return {
         "run": run["run"].iloc[0],
-        "width": int(run["width"].iloc[0]),
+        "width": width,
         "seed": int(run["seed"].iloc[0]),
         "best_step": best,
         "best_loss": float(loss.min()),
@@ -56,10 +71,11 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
         "final_loss": float(loss.iloc[-1]),
         "final_minus_best": float(excess),
         "relative_excess": float(excess / loss.min()),
-        "kl_min_step": int(kl.idxmin()),
-        "collapse_step": first_step_after_minimum(kl, cfg.collapse_factor * kl.min()),
+        "final_singular_entropy": float(kl.iloc[-1]),
+        "final_effective_rank": width * math.exp(-kl.iloc[-1]),  # d · exp(−KL), SCIENCE.md §2
+        "collapse_step": final_stretch_start(kl, cfg.collapse_kl_fraction * math.log(width)),
         "final_anisotropy_last": float(anisotropy.iloc[-1]),
-        "anisotropy_onset_step": first_step_after_minimum(anisotropy, cfg.anisotropy_onset),
+        "anisotropy_onset_step": final_stretch_start(anisotropy, cfg.anisotropy_onset),
     }
 
 

@@ -114,6 +114,24 @@ def load_tokenizer(
     return tokenizer
 
 
+def plain_text_backend(tokenizer: PreTrainedTokenizerFast) -> Tokenizer:
+    """A copy of the tokenizer's Rust backend that encodes special-token strings as plain text.
+
+    A document may contain the literal string "<|endoftext|>" (a web page about tokenizers, say);
+    by default the backend would turn it into the EOS id mid-document, so a token file's EOS ids
+    would no longer be exactly the document separators its header counts. With
+    `encode_special_tokens` the string is encoded byte by byte like any other text (and decodes
+    back to itself), which is also how `train_bpe_tokenizer` saw it: the trainer never splits on
+    special tokens. A copy, so the caller's tokenizer, and what lm-eval loads from the saved
+    folder, keep their usual behaviour.
+    """
+    import copy
+
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)
+    backend.encode_special_tokens = True
+    return backend
+
+
 def copy_pretrained_tokenizer(path_or_name: str, out_dir: Path) -> None:
     """Adopt an existing tokenizer (local path) by saving a copy into the pipeline's results.
 

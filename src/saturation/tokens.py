@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from saturation.io import atomic_path, sha256_file, write_json_atomic
-from saturation.tokenizer import iter_texts, load_tokenizer
+from saturation.tokenizer import iter_texts, load_tokenizer, plain_text_backend
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -73,12 +73,19 @@ def _batches(texts: Iterator[str], batch_size: int) -> Iterator[list[str]]:
 def _encode_batch(backend: Tokenizer, texts: list[str], eos_id: int, dtype: np.dtype) -> np.ndarray:
     """Encode documents and append EOS after each; no special tokens from the tokenizer itself.
 
-    `encode_batch_fast` skips the offset bookkeeping that we would throw away.
+    `backend` must encode special-token strings as plain text (`plain_text_backend`), so the
+    appended separators are the only EOS ids; that is checked, since training and the header's
+    document count rely on it. `encode_batch_fast` skips the offset bookkeeping that we would
+    throw away.
     """
     encodings = backend.encode_batch_fast(texts, add_special_tokens=False)
     documents = [encoding.ids for encoding in encodings]  # each `.ids` access builds a new list
     flat = itertools.chain.from_iterable(itertools.chain(ids, (eos_id,)) for ids in documents)
-    return np.fromiter(flat, dtype=dtype, count=sum(map(len, documents)) + len(documents))
+    ids = np.fromiter(flat, dtype=dtype, count=sum(map(len, documents)) + len(documents))
+    if np.count_nonzero(ids == eos_id) != len(documents):
+        text = next(text for text, doc in zip(texts, documents, strict=True) if eos_id in doc)
+        raise ValueError(f"document {text[:60]!r}... encodes to the EOS id {eos_id} inside it")
+    return ids
 
 
 def tokenize_split(
@@ -92,14 +99,16 @@ def tokenize_split(
     """Encode a corpus split into `out_bin` and describe it in `out_header`.
 
     Documents are streamed in batches, so memory stays bounded by one batch whatever the corpus
-    size. Both files are written atomically; the header is written last, so its presence implies
-    a complete token file.
+    size. Their text is encoded as plain text, special-token strings included, so the only EOS
+    ids are the separators and the header's `documents` counts them. Both files are written
+    atomically; the header is written last, so its presence implies a complete token file.
     """
     _set_threads(threads)
     tokenizer = load_tokenizer(tokenizer_dir)
     eos_id = tokenizer.eos_token_id
     if eos_id is None:
         raise ValueError(f"tokenizer {str(tokenizer_dir)!r} has no EOS token")
+    backend = plain_text_backend(tokenizer)
     vocab_size = len(tokenizer)
     dtype = token_dtype(vocab_size)
     digest = hashlib.sha256()
@@ -110,7 +119,7 @@ def tokenize_split(
         tqdm(desc=f"tokenize {Path(docs_jsonl).name}", unit="doc", mininterval=1.0) as bar,
     ):
         for texts in _batches(iter_texts(Path(docs_jsonl)), batch_size):
-            ids = _encode_batch(tokenizer.backend_tokenizer, texts, eos_id, dtype)
+            ids = _encode_batch(backend, texts, eos_id, dtype)
             if ids.max() >= vocab_size:
                 raise ValueError(f"token id {ids.max()} >= vocab size {vocab_size}")
             data = ids.tobytes()

@@ -23,7 +23,7 @@ rule analyze_checkpoint:
         ENV
     params:
         seq_len=lambda wildcards: run_of("analyze", wildcards).seq_len,
-        analysis=config["analysis"],
+        recipe=lambda wildcards: run_of("analyze", wildcards).analyze.recipe,
     script:
         "../scripts/analyze_checkpoint.py"
 
@@ -67,29 +67,30 @@ rule tidy_table:
         "../scripts/tidy_table.py"
 
 
+# Its own stage (results/summary/<id>/): a change of the summary's settings reruns this job alone.
 rule saturation_summary:
     input:
         metrics=rules.tidy_table.output.metrics_parquet,
     output:
         csv=report(
-            PLAN.tables.path("summary.csv"),
+            PLAN.summary.path("summary.csv"),
             caption="../report/summary.rst",
             category="Tables",
         ),
-        markdown=PLAN.tables.path("summary.md"),
+        markdown=PLAN.summary.path("summary.md"),
         benchmarks=report(
-            PLAN.tables.path("benchmarks.csv"),
+            PLAN.summary.path("benchmarks.csv"),
             caption="../report/benchmarks.rst",
             category="Tables",
         ),
-        benchmarks_markdown=PLAN.tables.path("benchmarks.md"),
+        benchmarks_markdown=PLAN.summary.path("benchmarks.md"),
     log:
-        f"{LOGS}/saturation_summary/{PLAN.tables.id}.log",
+        f"{LOGS}/saturation_summary/{PLAN.summary.id}.log",
     benchmark:
-        f"{LOGS}/saturation_summary/{PLAN.tables.id}.benchmark.tsv"
+        f"{LOGS}/saturation_summary/{PLAN.summary.id}.benchmark.tsv"
     conda:
         ENV
     params:
-        summary=config["summary"],
+        recipe=PLAN.summary.recipe,
     script:
         "../scripts/saturation_summary.py"

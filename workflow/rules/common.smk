@@ -77,7 +77,7 @@ def final_outputs():
     manifests = [run.harvest.path("manifest.csv") for run in widest_first]
     tables = [PLAN.tables.path(f"{kind}.{ext}") for kind in TABLES for ext in ("csv", "parquet")]
     tables += [
-        PLAN.tables.path(f"{name}.{ext}")
+        PLAN.summary.path(f"{name}.{ext}")
         for name in ("summary", "benchmarks")
         for ext in ("csv", "md")
     ]
@@ -114,10 +114,14 @@ def evaltask_stage(wildcards):
 
 
 def eval_task_inputs(wildcards):
-    """Generated tasks read the held-out test split; local standard tasks their data files."""
+    """Generated tasks read the held-out test split, and the train split to decontaminate it;
+    local standard tasks their data files."""
     recipe = evaltask_stage(wildcards).recipe
     if "corpus" in recipe:
-        return {"split": PLAN.corpus.path("test.jsonl")}
+        return {
+            "split": PLAN.corpus.path("test.jsonl"),
+            "train": PLAN.corpus.path("train.jsonl"),
+        }
     return {split: path for split, (path, _) in recipe["data_files"].items()}
 
 

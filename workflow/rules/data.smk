@@ -1,4 +1,6 @@
 # Corpus → tokenizer → token files: one job each, shared by every run of the config.
+# Every rule's params are its stage's recipe from the plan, never a config section: params then
+# change exactly when the id does, so a restated default or a reordered key reruns nothing.
 
 
 rule build_corpus:
@@ -16,14 +18,17 @@ rule build_corpus:
     conda:
         ENV
     params:
-        corpus=config["corpus"],
+        recipe=PLAN.corpus.recipe,
     script:
         "../scripts/build_corpus.py"
 
 
+# A pretrained tokenizer reads no corpus (its id holds only the hash of its files): with the
+# train split as input, a new corpus would rerun it in its own folder. Where the folder lies is
+# read from the config, and checked against that hash, by the job.
 rule train_tokenizer:
     input:
-        train=rules.build_corpus.output.train,
+        train=[] if "pretrained" in PLAN.tokenizer.recipe else rules.build_corpus.output.train,
     output:
         tokenizer=directory(PLAN.tokenizer.path("tokenizer")),
     log:
@@ -33,7 +38,7 @@ rule train_tokenizer:
     conda:
         ENV
     params:
-        tokenizer=config["tokenizer"],
+        recipe=PLAN.tokenizer.recipe,
     script:
         "../scripts/train_tokenizer.py"
 

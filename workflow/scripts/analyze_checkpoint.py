@@ -13,8 +13,8 @@ analyze_checkpoint(
     checkpoint_dir=Path(snakemake.input.weights).parent,
     val_bin=Path(snakemake.input.val),
     seq_len=snakemake.params.seq_len,
-    val_tokens=snakemake.params.analysis["val_tokens"],
-    batch_size=snakemake.params.analysis["batch_size"],
+    val_tokens=snakemake.params.recipe["val_tokens"],  # the analyze stage's recipe
+    batch_size=snakemake.params.recipe["batch_size"],
     metrics_out=Path(snakemake.output.metrics),
     sigma_out=Path(snakemake.output.sigma),
 )

@@ -5,15 +5,16 @@ from pathlib import Path
 from saturation.corpus import build_corpus
 from saturation.io import write_json_atomic
 from saturation.logs import log_to_file
+from saturation.plan import corpus_sources
 
 log_to_file(snakemake.log[0])
-corpus = snakemake.params.corpus
+recipe = snakemake.params.recipe  # the corpus stage's recipe (saturation.plan)
 stats = build_corpus(
-    corpus["sources"],
+    corpus_sources(recipe),
     Path(snakemake.output.train).parent,
-    val_fraction=corpus["val_fraction"],
-    test_fraction=corpus["test_fraction"],
-    min_chars=corpus["min_chars"],
-    max_documents=corpus["max_documents"],
+    val_fraction=recipe["val_fraction"],
+    test_fraction=recipe["test_fraction"],
+    min_chars=recipe["min_chars"],
+    max_documents=recipe["max_documents"],
 )
 write_json_atomic(snakemake.output.stats, stats)

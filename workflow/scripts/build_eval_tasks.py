@@ -13,6 +13,7 @@ if "corpus" in recipe:
         out_dir,
         n_cloze=recipe["cloze_items"],
         n_docs=recipe["perplexity_documents"],
+        train_jsonl=Path(snakemake.input.train),
         seed=recipe["seed"],
     )
 else:

@@ -8,7 +8,7 @@ from saturation.tables import read_tidy_table, write_csv
 
 log_to_file(snakemake.log[0])
 metrics = read_tidy_table(snakemake.input.metrics)
-summary = saturation_summary(metrics, SummaryConfig(**snakemake.params.summary))
+summary = saturation_summary(metrics, SummaryConfig(**snakemake.params.recipe["summary"]))
 write_csv(summary, snakemake.output.csv)
 write_text_atomic(snakemake.output.markdown, to_markdown(summary))
 benchmarks = best_vs_final(metrics)

@@ -3,17 +3,19 @@
 from pathlib import Path
 
 from saturation.logs import log_to_file
+from saturation.plan import pretrained_tokenizer
 from saturation.tokenizer import copy_pretrained_tokenizer, train_bpe_tokenizer
 
 log_to_file(snakemake.log[0])
-options = snakemake.params.tokenizer
+recipe = snakemake.params.recipe  # the tokenizer stage's recipe (saturation.plan)
 out_dir = Path(snakemake.output.tokenizer)
-if options["pretrained"]:
-    copy_pretrained_tokenizer(options["pretrained"], out_dir)
+if "pretrained" in recipe:  # the recipe hashes the folder's files; the config says where it is
+    folder = pretrained_tokenizer(recipe, snakemake.config["tokenizer"]["pretrained"])
+    copy_pretrained_tokenizer(folder, out_dir)
 else:
     train_bpe_tokenizer(
         Path(snakemake.input.train),
         out_dir,
-        vocab_size=options["vocab_size"],
-        min_frequency=options["min_frequency"],
+        vocab_size=recipe["vocab_size"],
+        min_frequency=recipe["min_frequency"],
     )
