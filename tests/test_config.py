@@ -60,6 +60,11 @@ BAD_CONFIGS = {
         "widths[1].width: 32 is already listed at widths[0]",
     ),
     "empty results folder": ({"results": ""}, "results: '' should be non-empty"),
+    "seed listed twice": ({"train": {"seeds": [0, 0]}}, "train.seeds: [0, 0] has non-unique"),
+    "task listed twice": (
+        {"evaluation": {"tasks": ["sat_cloze", "sat_cloze"]}},
+        "evaluation.tasks: ['sat_cloze', 'sat_cloze'] has non-unique",
+    ),
     "local data that is a folder": (
         {
             "evaluation": {
@@ -117,6 +122,17 @@ def test_snakemake_refuses_bad_config_before_any_job(case: str, tmp_path: Path) 
     assert expected in errors[0]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "results").exists(), "no job may start on a bad config"
+
+
+def test_text_source_matching_no_file_names_its_key(tmp_path: Path) -> None:
+    """Found when the plan fingerprints the sources, still before any job, with the key."""
+    bad = write_config(tmp_path / "bad.yaml", {"corpus": {"sources": [{"text": "no/*.txt"}]}})
+    done = snakemake(tmp_path, "--configfile", str(bad), check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("config error: ")]
+    assert errors == [
+        "config error: corpus.sources[0].text: text source pattern 'no/*.txt' matches no file"
+    ], done.stderr
+    assert not (tmp_path / "results").exists()
 
 
 def test_defaults_are_filled_in() -> None:

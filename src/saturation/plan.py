@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from saturation.config import gpus_of, resolve_shape
-from saturation.corpus import source_fingerprint
+from saturation.corpus import CorpusError, source_fingerprint
 from saturation.schedule import checkpoint_steps
 
 FORMAT_VERSIONS = {
@@ -209,6 +209,15 @@ def _evaltask_stages(config: dict[str, Any], corpus: Stage, results: str) -> dic
     return stages
 
 
+def _fingerprint(index: int, source: dict[str, Any]) -> dict[str, Any]:
+    """source_fingerprint, its error naming the config key (a pattern that matches no file)."""
+    try:
+        return source_fingerprint(source)
+    except CorpusError as error:
+        kind = next(iter(source), "")  # one key per source (the schema)
+        raise CorpusError(f"corpus.sources[{index}].{kind}: {error}") from error
+
+
 def make_plan(config: dict[str, Any]) -> Plan:
     """All stage ids of a validated config (see saturation.config.validate_config, which also
     makes every `number` of the schema a float, so `1` and `1.0` give one id)."""
@@ -217,7 +226,7 @@ def make_plan(config: dict[str, Any]) -> Plan:
     corpus = Stage(
         "corpus",
         {
-            "sources": [source_fingerprint(s) for s in corpus_cfg["sources"]],
+            "sources": [_fingerprint(i, s) for i, s in enumerate(corpus_cfg["sources"])],
             "val_fraction": corpus_cfg["val_fraction"],
             "test_fraction": corpus_cfg["test_fraction"],
             "min_chars": corpus_cfg["min_chars"],
