@@ -72,6 +72,25 @@ def test_bf16_gradients_of_confident_targets_are_as_exact_as_the_unfused_loss() 
         assert ours <= 1.1 * bar, f"{name}: fused {ours:.2e} vs unfused {bar:.2e}"
 
 
+def test_compiled_fused_loss_computes_what_eager_does() -> None:
+    """The onehot is a scatter eager and an elementwise comparison compiled (each the fast form
+    there); both must give the same loss and gradients, in fp32 and under bf16 autocast."""
+    torch.manual_seed(0)
+    weight = torch.randn(500, 32)
+    targets = torch.randint(0, 500, (200,))  # 200 = 3 chunks of 64 and one of 8
+    hidden = weight[targets] + 0.1 * torch.randn(200, 32)
+    compiled = torch.compile(linear_cross_entropy)
+    for bf16 in (False, True):
+        results = []
+        for fn in (linear_cross_entropy, compiled):
+            h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = fn(h, w, targets, 64)
+            results.append((loss, *torch.autograd.grad(loss, (h, w))))
+        for eager, fused in zip(*results, strict=True):
+            torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-7)
+
+
 def test_logits_match_the_reloaded_checkpoint(tiny_run: Path) -> None:
     """Ours over the weights of a saved checkpoint vs transformers' own forward of it."""
     from transformers import GPTNeoXForCausalLM

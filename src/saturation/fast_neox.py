@@ -32,11 +32,12 @@ class LinearCrossEntropy(torch.autograd.Function):
     (softmax − onehot) / N, can be folded into dhidden and dW right away; backward only scales
     them by the incoming gradient. That gradient is formed in fp32 and only then cast to the
     matmuls' dtype: for a confidently predicted target, p − 1 is tiny, and subtracting 1 after
-    rounding p to bf16 (2⁻⁹ steps near 1) would leave mostly rounding error. The onehot enters
-    as an elementwise comparison with the vocabulary ids, not as a scatter at the targets, so
-    torch.compile fuses it into the softmax pass (an in-place scatter there cost 2 of the 17.4 ms
-    of a width-512 H100 step, benchmarks/RESULTS.md). Matmuls run in `compute` (bf16 under
-    autocast); the softmax and the dW accumulation in fp32.
+    rounding p to bf16 (2⁻⁹ steps near 1) would leave mostly rounding error. Compiled, the onehot
+    is an elementwise comparison with the vocabulary ids, which torch.compile fuses into the
+    softmax pass (a scatter at the targets there cost 2 of the 17.4 ms of a width-512 H100 step,
+    benchmarks/RESULTS.md); eager, it is that scatter, since the comparison would be two more
+    (chunk, V) passes (20 % of an eager step at d = 32 on CPU). Matmuls run in `compute` (bf16
+    under autocast); the softmax and the dW accumulation in fp32.
     """
 
     @staticmethod
@@ -60,9 +61,13 @@ class LinearCrossEntropy(torch.autograd.Function):
                 t = targets[start : start + chunk]
                 logp = torch.log_softmax((h @ w.t()).float(), dim=-1)  # (c, V), one fused pass
                 total -= logp.gather(1, t[:, None]).sum()
-                onehot = vocab_ids == t[:, None]
-                # fp32 until the cast, so 1 − p of a confident target survives bf16
-                grad_logits = logp.exp_().sub_(onehot.float()).div_(n).to(compute)
+                # softmax − onehot in fp32 until the cast, so 1 − p of a confident target survives
+                probs = logp.exp_()
+                if torch.compiler.is_compiling():  # elementwise: fused into the softmax's pass
+                    probs = probs - (vocab_ids == t[:, None]).float()
+                else:  # eager: one subtraction per row, where the comparison is a (c, V) pass
+                    probs[torch.arange(len(t), device=t.device), t] -= 1.0
+                grad_logits = probs.div_(n).to(compute)
                 grad_hidden[start : start + chunk] = grad_logits @ w
                 if compute == torch.float32:
                     grad_weight.addmm_(grad_logits.t(), h)
