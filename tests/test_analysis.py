@@ -107,6 +107,25 @@ def test_a_diverged_head_fails_naming_its_file(tiny_run: Path, tiny_data: dict, 
     assert not (tmp_path / "metrics.json").exists()
 
 
+def test_a_nan_in_the_padded_rows_fails_rather_than_writing_a_nan_loss(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path
+):
+    """Padded rows are outside the spectrum but inside the softmax: a NaN there made every
+    logit's normaliser NaN, and metrics.json recorded val_loss NaN without a word."""
+    checkpoint = shutil.copytree(tiny_run / "checkpoints" / "step12", tmp_path / "step12")
+    weights = next(checkpoint.glob("*.safetensors"))
+    state = load_file(weights)
+    assert state["embed_out.weight"].shape[0] > 300  # the tiny vocabulary is padded
+    state["embed_out.weight"][-1, 0] = np.nan
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match=f"{checkpoint}: held-out loss is nan"):
+        analyze_checkpoint(
+            checkpoint, tiny_data["val"], seq_len=16, val_tokens=64, batch_size=3,
+            metrics_out=tmp_path / "metrics.json", sigma_out=tmp_path / "sigma.npy",
+        )  # fmt: skip
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_analyze_matches_a_manual_forward_pass(
     tiny_run: Path, tiny_data: dict, tmp_path: Path
 ) -> None:

@@ -61,9 +61,9 @@ def test_unreadable_record_is_a_corrupt_checkpoint(run_copy: Path) -> None:
 
 def test_move_aside_renames_and_never_overwrites(run_copy: Path) -> None:
     """A corrupt folder leaves the `step{N}` names (resume, harvest) but is never deleted."""
-    first = move_aside(run_copy / "step4")
+    first = move_aside(run_copy / "step4", "corrupt")
     shutil.copytree(run_copy / "step8", run_copy / "step4")
-    second = move_aside(run_copy / "step4")
+    second = move_aside(run_copy / "step4", "corrupt")
     assert (first.name, second.name) == ("step4.corrupt", "step4.corrupt1")
     assert (first / "checkpoint.json").is_file() and (second / "checkpoint.json").is_file()
     assert [step for step, _ in list_checkpoint_dirs(run_copy)] == [0, 1, 2, 8, 12]

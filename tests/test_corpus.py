@@ -310,16 +310,23 @@ def test_a_file_has_one_id_however_its_pattern_is_spelled(texts: Path) -> None:
     assert not (texts / "out").exists() or not list((texts / "out").iterdir())
 
 
-def test_files_outside_the_working_directory_get_absolute_ids(
+def test_files_outside_the_working_directory_keep_a_portable_id(
     texts: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """A relative pattern's id stays relative ("../data/a.txt" means the same on every machine
+    the checkout moves to); an absolute one names this machine's path. One file under both
+    spellings is two ids, so its second copy is dropped as a repeated text."""
     outside = tmp_path_factory.mktemp("outside")
-    _write_texts(outside, {"o.txt": "outside text"})
+    _write_texts(outside, {"o.txt": "outside text " * 30})
     relative = os.path.relpath(outside / "o.txt", texts)
-    for spelling in (str(outside / "o.txt"), relative):
-        assert [doc.id for doc in iter_documents({"text": spelling})] == [
-            f"text/{(outside / 'o.txt').as_posix()}"
-        ]
+    assert relative.startswith("..")
+    ids = {spelling: [doc.id for doc in iter_documents({"text": spelling})]
+           for spelling in (str(outside / "o.txt"), relative)}  # fmt: skip
+    assert ids == {str(outside / "o.txt"): [f"text/{(outside / 'o.txt').as_posix()}"],
+                   relative: [f"text/{Path(relative).as_posix()}"]}  # fmt: skip
+    sources = [{"text": "docs/*.txt"}, {"text": relative}, {"text": str(outside / "o.txt")}]
+    stats = build_corpus(sources, texts / "out", 0.2, 0.2)
+    assert stats["sources"][json.dumps(sources[2])]["duplicates"] == 1
 
 
 def test_repeated_texts_are_dropped_and_counted(texts: Path) -> None:

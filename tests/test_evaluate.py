@@ -10,6 +10,7 @@ import re
 import string
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -125,14 +126,30 @@ def _ngrams(text: str, n: int = evaluate.DECONTAMINATION_WORDS) -> set[tuple[str
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def test_train_ngrams_match_13_words_whatever_the_case_and_punctuation() -> None:
+def test_shared_ngrams_match_13_words_whatever_the_case_and_punctuation() -> None:
     text = _prose(random.Random(1), 6)
-    train = evaluate.TrainNgrams([text])
     words = text.split()
-    assert train.overlaps(" ".join(words[10:23]).upper().replace(".", ";\n"))
-    assert not train.overlaps(" ".join(words[10:22]))  # 12 words are not enough
-    assert not train.overlaps(" ".join([*words[10:22], "zzz"]))
-    assert not evaluate.TrainNgrams([]).overlaps(text)
+    reprint = " ".join(words[10:23]).upper().replace(".", ";\n")
+    held = [f"zzz {reprint} yyy", " ".join(words[10:22]), " ".join([*words[10:22], "zzz"])]
+    shared = evaluate.SharedNgrams(held, [text])
+    assert shared.overlaps(reprint)
+    assert shared.overlaps(held[0])
+    assert not shared.overlaps(held[1])  # 12 words are not enough
+    assert not shared.overlaps(held[2])
+    assert not evaluate.SharedNgrams(held, []).overlaps(held[0])
+    assert not evaluate.SharedNgrams([], [text]).overlaps(reprint)  # kept: only what held-out has
+
+
+def test_shared_ngrams_keep_what_held_out_text_shares_and_nothing_else() -> None:
+    """Memory follows the held-out side: of a long training text, only the n-grams also in the
+    held-out texts are kept, and a train word the held-out side lacks is never hashed."""
+    rng = random.Random(2)
+    train = _prose(rng, 200)
+    copied = " ".join(train.split()[300:320])  # 20 words: 8 shared 13-grams
+    held = f"{_prose(rng, 3)} {copied}"
+    shared = evaluate.SharedNgrams([held], [train, _prose(rng, 50)])
+    assert len(np.unique(shared._shared)) == shared._shared.size == 8
+    assert set(shared._word_keys) == set(evaluate.SharedNgrams._WORD.findall(held.lower()))
 
 
 def test_heldout_tasks_drop_what_train_contains(tmp_path: Path) -> None:

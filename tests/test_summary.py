@@ -19,11 +19,16 @@ STEPS = [0, 10, 20, 30, 40, 50]
 LN_64 = math.log(64)
 
 
-def curves(run: str, width: int, loss: list, kl: list, aniso: list) -> pd.DataFrame:
+def curves(
+    run: str, width: int, loss: list, kl: list, aniso: list, n_sigma: int | None = None
+) -> pd.DataFrame:
+    """One run's tidy rows; the head has `n_sigma` singular values (min(V, width); default width)."""
+    rank = [(n_sigma or width) * math.exp(-value) for value in kl]
     rows = []
     for metric, values in (
         ("val_loss", loss),
         ("singular_entropy", kl),
+        ("effective_rank", rank),
         ("anisotropy_last", aniso),
     ):
         for step, value in zip(STEPS, values, strict=True):
@@ -68,6 +73,16 @@ def test_the_near_zero_kl_of_a_random_head_is_no_reference() -> None:
     kl = [0.001, 0.01, 0.05, 0.2, 0.3, 0.4]  # rises 400-fold, stays far below 0.5 · ln 64
     table = curves("w64-s0", 64, [9, 8, 7, 6, 5, 4], kl, [0.1] * 6)
     assert math.isnan(saturation_summary(table, SummaryConfig()).iloc[0].collapse_step)
+
+
+def test_the_threshold_counts_the_heads_singular_values_not_its_width() -> None:
+    """A head with fewer rows than its width (V < d) has V singular values: ln V is the most its
+    KL can reach, and the threshold is half of that."""
+    kl = [0.001, 0.5, 1.0, 1.5, 2.0, 2.2]  # above 0.5 · ln 32 = 1.73 from step 40, never ln 1024's
+    table = curves("w1024-s0", 1024, [9, 8, 7, 6, 5, 4], kl, [0.1] * 6, n_sigma=32)
+    summary = saturation_summary(table, SummaryConfig()).iloc[0]
+    assert summary.collapse_step == 40
+    assert summary.final_effective_rank == pytest.approx(32 * math.exp(-2.2))
 
 
 def test_final_stretch_start() -> None:

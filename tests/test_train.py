@@ -169,6 +169,45 @@ def test_truncated_state_file_resumes_from_an_older_point(
     assert metrics_lines(run_dir) == metrics_lines(tiny_run)
 
 
+def test_a_stop_at_an_existing_checkpoint_resumes_there(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path
+) -> None:
+    """A run retraining over its own checkpoints (its newest state was unreadable) and stopped
+    at one of them must resume there next time, not from step 0 again: under repeated
+    preemption it would never get further. The kept folder is the very one written first."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train_tiny(run_dir, tiny_data, stop_at_step=8)
+    (run_dir / "state" / "step8.pt").write_bytes(b"truncated")
+    step4 = run_dir / "checkpoints" / "step4"
+    written = {p.name: p.stat().st_mtime_ns for p in step4.iterdir()}
+    with pytest.raises(TrainingStopped):
+        train_tiny(run_dir, tiny_data, stop_at_step=4)  # from step 0, over step 4's folder
+    assert {p.name: p.stat().st_mtime_ns for p in step4.iterdir()} == written  # kept as it was
+    summary = train_tiny(run_dir, tiny_data)
+    assert summary["resumed_from"] == 4
+    final = "checkpoints/step12/model.safetensors"
+    assert (run_dir / final).read_bytes() == (tiny_run / final).read_bytes()
+
+
+def test_checkpoints_of_another_precision_are_superseded(tiny_data: dict, tmp_path: Path) -> None:
+    """Without a readable state, nothing says which precision a run started in; retraining it
+    in another one must not leave its checkpoints mixed: folders holding other weights are
+    moved aside (never deleted) and written anew."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train_tiny(run_dir, tiny_data, tiny_recipe(precision="bf16"), stop_at_step=4)
+    (run_dir / "state" / "step4.pt").write_bytes(b"truncated")
+    bf16 = (run_dir / "checkpoints/step4/model.safetensors").read_bytes()
+    train_tiny(run_dir, tiny_data)  # `auto` on CPU: fp32, from step 0
+    assert (run_dir / "checkpoints/step4.superseded/model.safetensors").read_bytes() == bf16
+    reference = tmp_path / "fp32"
+    train_tiny(reference, tiny_data)
+    for step in (0, 1, 2, 4, 8, 12):
+        name = f"checkpoints/step{step}/model.safetensors"
+        assert (run_dir / name).read_bytes() == (reference / name).read_bytes(), step
+
+
 def test_resume_refuses_another_precision(tiny_data: dict, tmp_path: Path) -> None:
     """A bf16 start (a GPU's `auto`; here bf16 autocast on CPU) must not be finished in fp32."""
     run_dir = tmp_path / "run"

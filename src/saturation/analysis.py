@@ -141,6 +141,8 @@ def analyze_checkpoint(
     from saturation.neox_checkpoint import load_fast_neox  # torch, not transformers (≈ 3 s less)
 
     measured = heldout_pass(load_fast_neox(checkpoint_dir), windows, batch_size)
+    if not math.isfinite(measured.loss):  # e.g. a NaN in the head's padded rows, or a diverged body
+        raise ValueError(f"{checkpoint_dir}: held-out loss is {measured.loss} (non-finite weights)")
     last_depth = max(measured.anisotropy)
     with atomic_path(sigma_out) as tmp, open(tmp, "wb") as handle:
         np.save(handle, sigma)

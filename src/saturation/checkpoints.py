@@ -93,14 +93,14 @@ def verify_checkpoint(folder: Path) -> CheckpointEntry:
     return CheckpointEntry(record["step"], record["tokens"], str(folder), digest)
 
 
-def move_aside(folder: Path) -> Path:
-    """Rename a corrupt checkpoint folder to `step{N}.corrupt[K]` so it can be written anew.
+def move_aside(folder: Path, reason: str) -> Path:
+    """Rename a checkpoint folder to `step{N}.{reason}[K]` so it can be written anew.
 
-    Renamed, not deleted: what corrupted it may be worth a look, and the name no longer matches
-    `step{N}`, so neither the resume point nor harvest sees it.
+    Renamed, not deleted: what corrupted or replaced it may be worth a look, and the name no
+    longer matches `step{N}`, so neither the resume point nor harvest sees it.
     """
     for attempt in itertools.count():
-        aside = folder.with_name(f"{folder.name}.corrupt{attempt or ''}")
+        aside = folder.with_name(f"{folder.name}.{reason}{attempt or ''}")
         if not aside.exists():
             folder.rename(aside)
             return aside

@@ -124,7 +124,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 def _check_tokenizer(tokenizer: Mapping[str, Any]) -> None:
     path = tokenizer["pretrained"]
-    if path is None:
+    if not path:  # null or "": train a BPE, as the plan reads it
         return
     folder = Path(path)
     if not folder.exists():

@@ -291,18 +291,32 @@ def _patterns(spec: Any) -> list[str]:
 
 
 def _canonical_path(path: str) -> str:
-    """One spelling per file, so its id (and hence its split) does not depend on the pattern.
+    """One spelling per file and pattern style, so a document's id (and so its split) does not
+    depend on how the pattern was written, and stays the same when the checkout moves.
 
-    "docs/a.txt", "./docs/a.txt" and "/abs/cwd/docs/a.txt" all become "docs/a.txt": the path
-    relative to the working directory for files under it, else the absolute path, normalised
-    lexically. Symlinks are not followed, so ids stay put when a data folder is a link to
-    another disk; a file reached through two links is caught by `_kept_documents`' content
-    check instead.
+    A relative match is normalised lexically and stays relative ("./docs/a.txt" and
+    "docs/../docs/a.txt" are "docs/a.txt"; "../data/a.txt" keeps its "../"), so ids do not
+    change between machines. An absolute match inside the working directory becomes relative
+    to it, the same id as its relative spelling; one outside stays absolute (it names a
+    machine's path, as the config does). Symlinks are not followed, so ids stay put when a data
+    folder is a link to another disk; a file reached under two ids is dropped as a repeated
+    text by `_kept_documents`.
     """
-    absolute = os.path.abspath(path)
-    relative = os.path.relpath(absolute)
-    outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
-    return Path(absolute if outside else relative).as_posix()
+    normal = os.path.normpath(path)
+    if os.path.isabs(normal):
+        for root in _working_dirs():
+            if normal.startswith(root.rstrip(os.sep) + os.sep):
+                normal = os.path.relpath(normal, root)
+                break
+    return Path(normal).as_posix()
+
+
+def _working_dirs() -> list[str]:
+    """The working directory as the OS resolves it, and as the shell spelt it ($PWD) if that is
+    a symlinked spelling of the same folder."""
+    cwd, shell = os.getcwd(), os.environ.get("PWD", "")
+    same = shell and os.path.isabs(shell) and shell != cwd and os.path.realpath(shell) == cwd
+    return [cwd, shell] if same else [cwd]
 
 
 def _text_files(patterns: list[str]) -> list[str]:

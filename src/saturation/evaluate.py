@@ -6,7 +6,7 @@ hub). Two kinds of tasks:
 
 - generated from our held-out split (`build_offline_tasks`): `sat_cloze`, a LAMBADA-style
   last-word cloze, and `sat_wordperplexity`, WikiText-style rolling word perplexity, both
-  decontaminated against the train split (`TrainNgrams`);
+  decontaminated against the train split (`SharedNgrams`);
 - standard benchmarks (`standard_task_override`) whose built-in YAML is copied field for field
   with only the dataset pointed at local JSON(L) files in the hub's schema, so the prompts and
   metrics are exactly lm-eval's (formats in `saturation.tasks`).
@@ -155,51 +155,71 @@ def perplexity_documents(
     return [{"id": d["id"], "source": d["source"], "text": d["text"]} for d in ranked[:n_docs]]
 
 
-class TrainNgrams:
-    """The word n-grams of a training split, to find evaluation text the model may have seen.
+class SharedNgrams:
+    """The word n-grams that held-out texts share with a training split, to find evaluation text
+    the model may have seen.
 
     Held-out documents are split from train by id only, so parallel passages leak: in the
     default corpus, test chapter Psalms 108 repeats Psalms 57 and 60 (train) almost verbatim,
     Jeremiah 52 repeats 2 Kings 25. Words are lowercased runs of letters and digits
     (punctuation and whitespace only separate them), so a reprint that differs in commas or
-    line breaks still matches. Each n-gram is kept as a 64-bit key, a polynomial of per-word
-    blake2b keys computed by numpy for all positions at once: the ~1.6M 13-grams of the default
-    9 MB train split take about a second and 13 MB (a Python set of word tuples took 3.5 s). A
-    false match needs a 64-bit collision: about 1e-8 for the default splits.
+    line breaks still matches. Each n-gram is a 64-bit key, a polynomial of per-word blake2b
+    keys computed by numpy for all positions at once; a false match needs a 64-bit collision.
+
+    The training split is streamed once and only what it shares is kept, so memory grows with
+    the held-out texts, never with the training split (a web-scale corpus included): a train
+    word outside the held-out vocabulary cannot be in a shared n-gram, so it is not even hashed.
     """
 
     _WORD = re.compile(r"[^\W_]+")
     _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it mod 2**64 loses no bit
+    _UNKNOWN = 0  # the code of a word outside the held-out vocabulary
 
-    def __init__(self, texts: Iterable[str], n: int = DECONTAMINATION_WORDS) -> None:
+    def __init__(
+        self, heldout: Iterable[str], train: Iterable[str], n: int = DECONTAMINATION_WORDS
+    ) -> None:
         if n < 1:
             raise ValueError(f"n-gram length must be at least 1, got {n}")
         self.n = n
         self._word_keys: dict[str, int] = {}
-        keys = [self._keys(text) for text in texts]
-        self._sorted = np.sort(np.concatenate(keys)) if keys else np.empty(0, np.uint64)
+        held = [self._keys(self._words(text, learn=True)) for text in heldout]
+        held_keys = np.unique(np.concatenate([np.empty(0, np.uint64), *held]))
+        shared = [np.empty(0, np.uint64)]
+        for text in train:
+            keys = self._keys(self._words(text, learn=False))
+            shared.append(keys[_sorted_contains(held_keys, keys)])
+        self._shared = np.unique(np.concatenate(shared))
 
-    def _keys(self, text: str) -> np.ndarray:
-        """Keys of the text's n-grams, one per position (none if it has fewer than n words)."""
+    def _words(self, text: str, learn: bool) -> np.ndarray:
+        """The text's word codes; unknown words are `_UNKNOWN` unless `learn` adds them."""
         words = self._WORD.findall(text.lower())
-        for word in set(words).difference(self._word_keys):
-            digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
-            self._word_keys[word] = int.from_bytes(digest, "little")
-        lookup = self._word_keys.__getitem__
-        codes = np.fromiter(map(lookup, words), dtype=np.uint64, count=len(words))
-        count = max(len(words) - self.n + 1, 0)
+        if learn:
+            for word in set(words).difference(self._word_keys):
+                digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+                self._word_keys[word] = int.from_bytes(digest, "little") or 1  # never _UNKNOWN
+        lookup = self._word_keys.get
+        return np.fromiter((lookup(w, self._UNKNOWN) for w in words), np.uint64, len(words))
+
+    def _keys(self, codes: np.ndarray) -> np.ndarray:
+        """Keys of the n-grams at every position, those holding an unknown word left out."""
+        count = max(len(codes) - self.n + 1, 0)
         keys = np.zeros(count, dtype=np.uint64)
         for offset in range(self.n if count else 0):
             keys = keys * self._MULTIPLIER + codes[offset : offset + count]  # wraps mod 2**64
-        return keys
+        unknown = np.concatenate(([0], np.cumsum(codes == self._UNKNOWN)))
+        return keys[unknown[self.n : self.n + count] == unknown[:count]]
 
     def overlaps(self, text: str) -> bool:
-        """Whether `text` shares at least one n-gram with the training split."""
-        keys = self._keys(text)
-        if keys.size == 0 or self._sorted.size == 0:
-            return False
-        where = np.minimum(np.searchsorted(self._sorted, keys), self._sorted.size - 1)
-        return bool(np.any(self._sorted[where] == keys))
+        """Whether `text` (held-out text, or part of it) shares an n-gram with the train split."""
+        return bool(_sorted_contains(self._shared, self._keys(self._words(text, learn=True))).any())
+
+
+def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Which of `keys` are in `sorted_keys` (ascending), by binary search."""
+    if sorted_keys.size == 0:
+        return np.zeros(keys.shape, dtype=bool)
+    where = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+    return sorted_keys[where] == keys
 
 
 # ---------------------------------------------------------------------------- task YAML
@@ -293,7 +313,8 @@ def build_offline_tasks(
     files, so the folder cannot be moved (regenerate it instead). Returns task name → YAML path.
     """
     documents = read_documents(split_jsonl)
-    train = TrainNgrams(doc.text for doc in corpus.read_documents(Path(train_jsonl)))
+    train_texts = (doc.text for doc in corpus.read_documents(Path(train_jsonl)))
+    train = SharedNgrams((doc["text"] for doc in documents), train_texts)
     items, dirty_passages = cloze_items(documents, n_cloze, context_words, seed, train.overlaps)
     dirty = {doc["id"] for doc in documents if train.overlaps(doc["text"])}
     docs = perplexity_documents([d for d in documents if d["id"] not in dirty], n_docs, seed)

@@ -58,6 +58,10 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
     loss = _series(run, "val_loss")
     kl = _series(run, "singular_entropy")
     anisotropy = _series(run, "anisotropy_last")
+    rank = _series(run, "effective_rank")
+    # d of ln d: the head's number of singular values, min(V, width), recovered exactly from the
+    # two stored spectrum statistics (effective rank = d · exp(−KL), SCIENCE.md §2)
+    n_sigma = round(rank.iloc[-1] * math.exp(kl.iloc[-1]))
     width = int(run["width"].iloc[0])
     best, final_step = best_step(run), int(loss.index[-1])
     excess = loss.iloc[-1] - loss.min()
@@ -72,8 +76,8 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
         "final_minus_best": float(excess),
         "relative_excess": float(excess / loss.min()),
         "final_singular_entropy": float(kl.iloc[-1]),
-        "final_effective_rank": width * math.exp(-kl.iloc[-1]),  # d · exp(−KL), SCIENCE.md §2
-        "collapse_step": final_stretch_start(kl, cfg.collapse_kl_fraction * math.log(width)),
+        "final_effective_rank": float(rank.iloc[-1]),
+        "collapse_step": final_stretch_start(kl, cfg.collapse_kl_fraction * math.log(n_sigma)),
         "final_anisotropy_last": float(anisotropy.iloc[-1]),
         "anisotropy_onset_step": final_stretch_start(anisotropy, cfg.anisotropy_onset),
     }

@@ -320,20 +320,13 @@ def save_checkpoint(
     """State first, then the weights folder by atomic rename; older states go last.
 
     If the process dies anywhere in here, the newest checkpoint folder still has its state.
-    An intact existing folder is kept; a corrupt one is moved aside and written anew, or a run
-    that retrains up to it (its state was the newest) could never pass harvest.
-    `extra` (the precision, the open log window) goes into the state as it is.
+    A folder already at this step (a run retrained from an older point) is kept, untouched, if
+    it holds these very weights, and moved aside (`ckpt.move_aside`, never deleted) if it is
+    corrupt or holds others (another precision, a nondeterministic GPU): a run's checkpoints all
+    come from one training history. The state is written either way, so a stop here resumes
+    here. `extra` (the precision, the open log window) goes into the state as it is.
     """
     folder = run.checkpoints / ckpt.step_dir_name(step)
-    if folder.exists():
-        try:
-            ckpt.verify_checkpoint(folder)
-        except ckpt.CorruptCheckpointError as err:
-            aside = ckpt.move_aside(folder)
-            log.warning("%s; moved the checkpoint to %s and writing it anew", err, aside)
-        else:
-            log.info("checkpoint %s already exists: kept as it is", folder)
-            return
     state = {
         "step": step,
         "tokens_seen": tokens_seen,
@@ -343,13 +336,38 @@ def save_checkpoint(
     } | extra
     with atomic_path(run.state_file(step)) as tmp:
         torch.save(state, tmp)
-    with atomic_path(folder) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        ckpt.write_checkpoint_record(tmp, step, tokens_seen)
+    try:
+        with atomic_path(folder) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            record = ckpt.write_checkpoint_record(tmp, step, tokens_seen)
+            if folder.exists():
+                _make_way(folder, record)
+    except _SameWeights:
+        log.info("checkpoint %s already exists with these weights: kept as it is", folder)
     for old in run.state.glob("step*.pt"):
         if old != run.state_file(step):
             old.unlink()
+
+
+class _SameWeights(Exception):
+    """The folder at this step already holds the weights just written: keep it, drop the copy."""
+
+
+def _make_way(folder: Path, record: dict[str, Any]) -> None:
+    """Move an existing checkpoint folder aside unless it is intact and holds `record`'s weights
+    (then raise _SameWeights)."""
+    try:
+        ckpt.verify_checkpoint(folder)
+    except ckpt.CorruptCheckpointError as err:
+        log.warning("%s; moved the checkpoint to %s and writing it anew", err,
+                    ckpt.move_aside(folder, "corrupt"))  # fmt: skip
+        return
+    if ckpt.read_checkpoint_record(folder)["sha256"] == record["sha256"]:
+        raise _SameWeights
+    log.warning("%s holds other weights than this run's at that step (another precision or a "
+                "nondeterministic device); moved it to %s and writing it anew", folder,
+                ckpt.move_aside(folder, "superseded"))  # fmt: skip
 
 
 def restore(point: ResumePoint, cfg: TrainConfig) -> tuple[torch.nn.Module, torch.optim.AdamW, int]:
