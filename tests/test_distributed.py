@@ -14,6 +14,7 @@ import torch
 from saturation.checkpoints import list_checkpoint_dirs
 from saturation.distributed import World
 from tests.conftest import start_training, tiny_recipe, train_tiny
+from tests.test_train import metrics_lines
 
 STEPS = 50
 # fp32 on CPU: two half-batch gradients averaged by all-reduce differ from the full-batch gradient
@@ -97,3 +98,22 @@ def test_sigterm_to_the_launcher_stops_every_rank_at_one_step_and_resumes_exactl
     train_tiny(reference, tiny_data, recipe, processes=2)
     final = f"checkpoints/step{steps}/model.safetensors"
     assert (interrupted / final).read_bytes() == (reference / final).read_bytes()
+    # a stop between log lines: each rank's share of the open window was saved and restored
+    assert metrics_lines(interrupted) == metrics_lines(reference)
+
+
+def test_a_data_parallel_resume_between_log_lines_logs_the_uninterrupted_curve(
+    tiny_data: dict, tmp_path: Path
+) -> None:
+    """Each rank restores its own share of the open log window: restoring their mean instead
+    rounded differently at steps 8 and 16 after stops at 3 and 13 (found by review)."""
+    recipe = tiny_recipe(steps=16, batch_size=8, checkpoint_steps=[0, 16])
+    reference = tmp_path / "reference"
+    train_tiny(reference, tiny_data, recipe, log_every=8, processes=2)
+    for stop in (3, 13):
+        interrupted = tmp_path / f"stopped-at-{stop}"
+        with pytest.raises(Exception):  # noqa: B017 - torchrun's ChildFailedError
+            train_tiny(interrupted, tiny_data, recipe, log_every=8, processes=2, stop_at_step=stop)
+        assert max(step for step, _ in list_checkpoint_dirs(interrupted / "checkpoints")) == stop
+        train_tiny(interrupted, tiny_data, recipe, log_every=8, processes=2)
+        assert metrics_lines(interrupted) == metrics_lines(reference), stop

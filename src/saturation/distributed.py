@@ -97,6 +97,15 @@ def mean_over_ranks(world: World, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def gather_from_ranks(world: World, value: torch.Tensor) -> list[float]:
+    """Every rank's scalar `value`, in rank order, on every rank."""
+    if not world.parallel:
+        return [value.item()]
+    parts = [torch.zeros_like(value) for _ in range(world.size)]
+    dist.all_gather(parts, value)
+    return [part.item() for part in parts]
+
+
 def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:
     """The module to run forward/backward through: DDP averages gradients in backward."""
     if not world.parallel:

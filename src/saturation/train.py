@@ -422,11 +422,15 @@ class LogWindow:
 
     Saved with every checkpoint, so a run resumed between two log lines writes the same next
     line as one never interrupted: its mean covers the whole window, not the steps since resume.
+    Each rank's own sum is saved and restored, since the mean over ranks of a restored mean
+    would round differently from that of the ranks' own sums.
     """
 
-    def __init__(self, device: torch.device, saved: dict[str, Any] | None = None) -> None:
-        saved = saved or {"loss_sum": 0.0, "steps": 0, "seconds": 0.0}
-        self.loss_sum = torch.tensor(saved["loss_sum"], dtype=torch.float32, device=device)
+    def __init__(self, world: World, device: torch.device, saved: dict[str, Any] | None = None):
+        saved = saved or {"loss_sums": [0.0] * world.size, "steps": 0, "seconds": 0.0}
+        sums = saved["loss_sums"]
+        own = sums[world.rank] if len(sums) == world.size else sum(sums) / len(sums)
+        self.loss_sum = torch.tensor(own, dtype=torch.float32, device=device)
         self.steps: int = saved["steps"]
         self.start = time.perf_counter() - saved["seconds"]
 
@@ -443,10 +447,9 @@ class LogWindow:
         return mean, seconds
 
     def saved(self, world: World) -> dict[str, Any]:
-        """What a resume needs; every rank calls it (the loss sum is averaged over ranks)."""
-        loss_sum = distributed.mean_over_ranks(world, self.loss_sum).item()
-        return {"loss_sum": loss_sum, "steps": self.steps,
-                "seconds": time.perf_counter() - self.start}  # fmt: skip
+        """What a resume needs; every rank calls it (the ranks' sums are gathered)."""
+        return {"loss_sums": distributed.gather_from_ranks(world, self.loss_sum),
+                "steps": self.steps, "seconds": time.perf_counter() - self.start}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -522,12 +525,12 @@ def _train(
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     batches = TokenBatches(open_tokens(tokens_bin), cfg.seq_len, cfg.batch_size, cfg.seed)
-    start_step, tokens_seen, resumed_from, window = 0, 0, None, LogWindow(device)
+    start_step, tokens_seen, resumed_from, window = 0, 0, None, LogWindow(world, device)
     if (point := run.resume_point()) is not None:
         check_precision(run, point.state, speed.precision)
         model, optimizer, tokens_seen = restore(point, cfg)
         start_step = resumed_from = point.step
-        window = LogWindow(device, point.state.get("log_window"))  # absent: an older state
+        window = LogWindow(world, device, point.state.get("log_window"))  # absent: an older state
         log.info("resuming from %s (step %d)", point.folder, start_step)
     else:
         model = build_model(shape, cfg.seed)
