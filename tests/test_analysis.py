@@ -93,32 +93,26 @@ def test_chunked_loss_equals_cross_entropy_of_the_full_logits(
         assert summed_cross_entropy(hidden, head, targets, 16) == pytest.approx(expected, rel=1e-6)
 
 
-def test_a_diverged_head_fails_naming_its_file(tiny_run: Path, tiny_data: dict, tmp_path: Path):
-    checkpoint = shutil.copytree(tiny_run / "checkpoints" / "step12", tmp_path / "step12")
-    weights = next(checkpoint.glob("*.safetensors"))
-    state = load_file(weights)
-    state["embed_out.weight"][5, 3] = np.inf  # a real row (< 300): unguarded, this read as collapse
-    save_file(state, str(weights))
-    with pytest.raises(ValueError, match=f"{weights}: LM head embed_out.weight has 1 non-finite"):
-        analyze_checkpoint(
-            checkpoint, tiny_data["val"], seq_len=16, val_tokens=64, batch_size=3,
-            metrics_out=tmp_path / "metrics.json", sigma_out=tmp_path / "sigma.npy",
-        )  # fmt: skip
-    assert not (tmp_path / "metrics.json").exists()
-
-
-def test_a_nan_in_the_padded_rows_fails_rather_than_writing_a_nan_loss(
-    tiny_run: Path, tiny_data: dict, tmp_path: Path
+@pytest.mark.parametrize(
+    ("row", "value", "error"),
+    [
+        # a real row (< 300): unguarded, an inf read as collapse
+        (5, np.inf, "{weights}: LM head embed_out.weight has 1 non-finite"),
+        # a padded row: outside the spectrum but inside the softmax, so every normaliser was NaN
+        # and metrics.json recorded val_loss NaN without a word
+        (-1, np.nan, "{checkpoint}: held-out loss is nan"),
+    ],
+)
+def test_a_diverged_head_fails_naming_its_file(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path, row: int, value: float, error: str
 ):
-    """Padded rows are outside the spectrum but inside the softmax: a NaN there made every
-    logit's normaliser NaN, and metrics.json recorded val_loss NaN without a word."""
     checkpoint = shutil.copytree(tiny_run / "checkpoints" / "step12", tmp_path / "step12")
     weights = next(checkpoint.glob("*.safetensors"))
     state = load_file(weights)
     assert state["embed_out.weight"].shape[0] > 300  # the tiny vocabulary is padded
-    state["embed_out.weight"][-1, 0] = np.nan
+    state["embed_out.weight"][row, 3] = value
     save_file(state, str(weights))
-    with pytest.raises(ValueError, match=f"{checkpoint}: held-out loss is nan"):
+    with pytest.raises(ValueError, match=error.format(weights=weights, checkpoint=checkpoint)):
         analyze_checkpoint(
             checkpoint, tiny_data["val"], seq_len=16, val_tokens=64, batch_size=3,
             metrics_out=tmp_path / "metrics.json", sigma_out=tmp_path / "sigma.npy",
