@@ -116,11 +116,18 @@ def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
+# Seconds torchrun waits for its workers after passing on a SIGTERM before it kills them: they
+# are writing the stop checkpoint (weights and optimizer state, GBs for wide models). torchrun's
+# default of 30 s is shorter than the 300 s warning the README's SLURM setup asks for.
+SHUTDOWN_TIMEOUT_S = 300
+
+
 def torchrun_command(processes: int, arguments: list[str]) -> list[str]:
     """`torchrun --standalone` on this node: a free rendezvous port, so runs can share a node."""
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc-per-node={processes}", "-m", "saturation.train", *arguments,
+        f"--nproc-per-node={processes}", f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}",
+        "-m", "saturation.train", *arguments,
     ]  # fmt: skip
 
 
@@ -141,14 +148,22 @@ def launch(processes: int, recipe: dict[str, Any], options: dict[str, Any]) -> N
         else:
             arguments += [f"--{flag}", str(value)]
     command = torchrun_command(processes, arguments)
-    log.info("launching %d processes: %s", processes, " ".join(command[:7]))
-    child = subprocess.Popen(command)
+    log.info("launching %d processes: %s", processes, " ".join(command[:8]))
+    # the handler is in place before torchrun starts; a signal that comes before Popen returns
+    # is passed on as soon as it has
+    launched: dict[str, Any] = {"child": None, "pending": False}
 
     def forward(_signum: int, _frame: Any) -> None:
-        child.send_signal(signal.SIGTERM)
+        if launched["child"] is None:
+            launched["pending"] = True
+        else:
+            launched["child"].send_signal(signal.SIGTERM)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR1)}
     try:
+        launched["child"] = child = subprocess.Popen(command)
+        if launched["pending"]:
+            child.send_signal(signal.SIGTERM)
         returncode = child.wait()
     finally:
         for signum, handler in previous.items():
