@@ -119,9 +119,10 @@ def cloze_items(
     context_words: int,
     seed: int,
     contaminated: Callable[[str], bool] | None = None,
-) -> tuple[list[dict[str, str]], list[str]]:
-    """`n_items` cloze items spread over as many documents as possible, in a seeded order, and
-    the ids of the passages left out because `contaminated(context + " " + target)` is true.
+) -> tuple[list[dict[str, str]], list[str], int]:
+    """`n_items` cloze items spread over as many documents as possible, in a seeded order, the
+    ids of the passages left out because `contaminated(context + " " + target)` is true, and
+    the number of candidate passages (left-out ones included).
 
     Each document's passages are ranked by a hash of (seed, document id, passage index); items
     are taken round by round (every document's first-ranked passage, then every second-ranked
@@ -144,7 +145,7 @@ def cloze_items(
             item |= {"context": context, "target": target}
             keyed.append(((round_, _rank(seed, doc["id"])), item))
     keyed.sort(key=lambda pair: pair[0])
-    return [item for _, item in keyed[:n_items]], sorted(left_out)
+    return [item for _, item in keyed[:n_items]], sorted(left_out), len(keyed) + len(left_out)
 
 
 def perplexity_documents(
@@ -315,7 +316,9 @@ def build_offline_tasks(
     documents = read_documents(split_jsonl)
     train_texts = (doc.text for doc in corpus.read_documents(Path(train_jsonl)))
     train = SharedNgrams((doc["text"] for doc in documents), train_texts)
-    items, dirty_passages = cloze_items(documents, n_cloze, context_words, seed, train.overlaps)
+    items, dirty_passages, n_passages = cloze_items(
+        documents, n_cloze, context_words, seed, train.overlaps
+    )
     dirty = {doc["id"] for doc in documents if train.overlaps(doc["text"])}
     docs = perplexity_documents([d for d in documents if d["id"] not in dirty], n_docs, seed)
     if not items or not docs:
@@ -332,7 +335,6 @@ def build_offline_tasks(
         "decontaminated_against_sha256": sha256_file(train_jsonl),
         "decontamination_ngram_words": DECONTAMINATION_WORDS,
     }
-    n_passages = sum(len(cloze_passages(doc["text"], context_words)) for doc in documents)
     dropped = {
         CLOZE_TASK: {"candidates": n_passages, "dropped": dirty_passages},
         PERPLEXITY_TASK: {"candidates": len(documents), "dropped": sorted(dirty)},
