@@ -16,6 +16,7 @@ import yaml
 
 from saturation import evaluate
 from saturation.tasks import SAMPLES_DIR
+from saturation.tokenizer import EOS_TOKEN
 
 # The split lm-eval scores for each standard task (piqa's test split has no labels).
 SCORED_SPLIT = {"piqa": "validation"}
@@ -161,7 +162,11 @@ def test_heldout_tasks_drop_what_train_contains(tmp_path: Path) -> None:
         "clean": _prose(rng, 20),
         "copy": f"{_prose(rng, 15)} {copied} {_prose(rng, 15)}",
         "near": f"{_prose(rng, 10)} {near} {_prose(rng, 10)}",
+        "special": _prose(rng, 20),
     }
+    # lm-eval would encode the literal as the EOS id; the token files encode it as text
+    words = test_texts["special"].split(" ")
+    test_texts["special"] = " ".join([*words[:10], EOS_TOKEN, *words[11:]])  # in passage 0
     train = _write_split(tmp_path / "train.jsonl", train_texts)
     test = _write_split(tmp_path / "test.jsonl", test_texts)
     paths = evaluate.build_offline_tasks(
@@ -175,7 +180,8 @@ def test_heldout_tasks_drop_what_train_contains(tmp_path: Path) -> None:
     train_ngrams = set().union(*map(_ngrams, train_texts.values()))
     items = records[evaluate.CLOZE_TASK]
     assert all(not _ngrams(f"{i['context']} {i['target']}") & train_ngrams for i in items)
-    assert {item["doc_id"] for item in items} == {"clean", "copy", "near"}  # per passage
+    assert all(EOS_TOKEN not in item["context"] for item in items)
+    assert {item["doc_id"] for item in items} == set(test_texts)  # per passage
 
     every = [
         f"{doc_id}#{k}"
@@ -184,12 +190,23 @@ def test_heldout_tasks_drop_what_train_contains(tmp_path: Path) -> None:
     ]
     record = json.loads((tmp_path / "tasks" / evaluate.DECONTAMINATION_FILE).read_text())
     dropped = record["tasks"][evaluate.CLOZE_TASK]["dropped"]
-    assert dropped and all(item_id.startswith("copy#") for item_id in dropped)
-    assert sorted(item["id"] for item in items) == sorted(set(every) - set(dropped))
-    assert record["tasks"][evaluate.PERPLEXITY_TASK] == {"candidates": 3, "dropped": ["copy"]}
+    assert set(dropped) == set(record["reasons"]) == set(evaluate.EXCLUSION_REASONS)
+    assert dropped[evaluate.TRAIN_NGRAM]
+    assert all(item_id.startswith("copy#") for item_id in dropped[evaluate.TRAIN_NGRAM])
+    passages = evaluate.cloze_passages(test_texts["special"], 20)
+    holding = [f"special#{k}" for k, (context, _) in enumerate(passages) if EOS_TOKEN in context]
+    assert dropped[evaluate.SPECIAL_TOKEN_TEXT] == holding and holding
+    left_out = dropped[evaluate.TRAIN_NGRAM] + dropped[evaluate.SPECIAL_TOKEN_TEXT]
+    assert sorted(item["id"] for item in items) == sorted(set(every) - set(left_out))
+    assert record["tasks"][evaluate.PERPLEXITY_TASK] == {
+        "candidates": 4,
+        "dropped": {evaluate.TRAIN_NGRAM: ["copy"], evaluate.SPECIAL_TOKEN_TEXT: ["special"]},
+    }
     metadata = yaml.safe_load(paths[evaluate.CLOZE_TASK].read_text())["metadata"]
     assert metadata["version"] == evaluate.HELDOUT_TASKS_VERSION
-    assert (metadata["candidates"], metadata["dropped"]) == (len(every), len(dropped))
+    assert metadata["candidates"] == len(every)
+    assert metadata["dropped_train_ngram"] == len(dropped[evaluate.TRAIN_NGRAM])
+    assert metadata["dropped_special_token_text"] == len(holding)
 
 
 # ---------------------------------------------------------------------------- lm-eval vs a manual pass

@@ -6,7 +6,7 @@ hub). Two kinds of tasks:
 
 - generated from our held-out split (`build_offline_tasks`): `sat_cloze`, a LAMBADA-style
   last-word cloze, and `sat_wordperplexity`, WikiText-style rolling word perplexity, both
-  decontaminated against the train split (`SharedNgrams`);
+  decontaminated against the train split (`SharedNgrams`) and free of special-token strings;
 - standard benchmarks (`standard_task_override`) whose built-in YAML is copied field for field
   with only the dataset pointed at local JSON(L) files in the hub's schema, so the prompts and
   metrics are exactly lm-eval's (formats in `saturation.tasks`).
@@ -34,6 +34,7 @@ import yaml
 
 from saturation import corpus
 from saturation.io import atomic_path, sha256_file, write_text_atomic
+from saturation.tokenizer import SPECIAL_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ CLOZE_TASK = "sat_cloze"
 PERPLEXITY_TASK = "sat_wordperplexity"
 # Bump when the generated items or task definitions change meaning (lm-eval reports it as the
 # task's version, so results of different generations are never mixed up silently).
-HELDOUT_TASKS_VERSION = 2  # 2: decontaminated against the train split
+# 2: decontaminated against the train split; 3: text holding a special-token string left out.
+HELDOUT_TASKS_VERSION = 3
 # Enough resamples for a rough stderr of the bootstrapped metrics (perplexity); lm-eval's
 # default of 100k costs seconds per metric and checkpoint. Mean metrics (acc) use a closed form.
 BOOTSTRAP_ITERS = 100
@@ -54,6 +56,14 @@ CLOZE_CONTEXT_WORDS = 50
 # rarely reach it, short enough to catch a parallel passage reworded at its edges.
 DECONTAMINATION_WORDS = 13
 DECONTAMINATION_FILE = "decontamination.json"
+# Why held-out text is left out of the generated tasks. A special-token string ("<|endoftext|>"
+# in a page about tokenizers) is encoded as plain text by the token files
+# (`tokenizer.plain_text_backend`), but lm-eval's `tokenizer.encode` turns it into the control
+# id: the model would be scored on an input it never saw in training. The strings are those of
+# this pipeline's BPE, which are also GPT-NeoX's and Pythia's.
+TRAIN_NGRAM = "train_ngram"
+SPECIAL_TOKEN_TEXT = "special_token_text"
+EXCLUSION_REASONS = (TRAIN_NGRAM, SPECIAL_TOKEN_TEXT)
 
 # Built-in task → its YAML under lm_eval/tasks/; "storycloze" is accepted for storycloze_2016.
 STANDARD_TASKS = {
@@ -118,11 +128,11 @@ def cloze_items(
     n_items: int,
     context_words: int,
     seed: int,
-    contaminated: Callable[[str], bool] | None = None,
-) -> tuple[list[dict[str, str]], list[str], int]:
+    exclusion: Callable[[str], str | None] | None = None,
+) -> tuple[list[dict[str, str]], dict[str, list[str]], int]:
     """`n_items` cloze items spread over as many documents as possible, in a seeded order, the
-    ids of the passages left out because `contaminated(context + " " + target)` is true, and
-    the number of candidate passages (left-out ones included).
+    ids of the passages left out, by reason (`exclusion(context + " " + target)`, None to keep
+    the passage), and the number of candidate passages (left-out ones included).
 
     Each document's passages are ranked by a hash of (seed, document id, passage index); items
     are taken round by round (every document's first-ranked passage, then every second-ranked
@@ -131,21 +141,22 @@ def cloze_items(
     is its index among all the document's passages, left-out ones included, so dropping one
     never renames the others.
     """
-    keyed, left_out = [], []
+    keyed, left_out = [], {}
     for doc in documents:
         passages = cloze_passages(doc["text"], context_words)
         order = sorted(range(len(passages)), key=lambda k: _rank(seed, f"{doc['id']}#{k}"))
-        if contaminated is not None:
-            dirty = {k for k in order if contaminated(" ".join(passages[k]))}
-            left_out += [f"{doc['id']}#{k}" for k in sorted(dirty)]
-            order = [k for k in order if k not in dirty]
-        for round_, k in enumerate(order):
+        reasons = {k: exclusion(" ".join(passages[k])) for k in order} if exclusion else {}
+        for k in sorted(k for k, reason in reasons.items() if reason is not None):
+            left_out.setdefault(reasons[k], []).append(f"{doc['id']}#{k}")
+        for round_, k in enumerate(k for k in order if reasons.get(k) is None):
             context, target = passages[k]
             item = {"id": f"{doc['id']}#{k}", "doc_id": doc["id"], "source": doc["source"]}
             item |= {"context": context, "target": target}
             keyed.append(((round_, _rank(seed, doc["id"])), item))
     keyed.sort(key=lambda pair: pair[0])
-    return [item for _, item in keyed[:n_items]], sorted(left_out), len(keyed) + len(left_out)
+    n_left_out = sum(map(len, left_out.values()))
+    left_out = {reason: sorted(ids) for reason, ids in sorted(left_out.items())}
+    return [item for _, item in keyed[:n_items]], left_out, len(keyed) + n_left_out
 
 
 def perplexity_documents(
@@ -305,26 +316,38 @@ def build_offline_tasks(
     """Write `sat_cloze` and `sat_wordperplexity` (data JSONL + task YAML) into a new `out_dir`.
 
     At most `n_cloze` cloze items and `n_docs` documents (fewer if the split has fewer; the
-    counts are in each YAML's metadata, with the split's sha256 and the seed). Both are
-    decontaminated against `train_jsonl` before they are drawn: a cloze passage (context and
+    counts are in each YAML's metadata, with the split's sha256 and the seed). Text is left out
+    before the items are drawn, for one of `EXCLUSION_REASONS`: a cloze passage (context and
     target) or a perplexity document that shares a `DECONTAMINATION_WORDS`-word n-gram with a
-    training document is left out, since a model scored on text it was trained on measures
-    memory, not generalisation. Each YAML's metadata counts what was left out;
-    `decontamination.json` lists the ids. The YAMLs hold the absolute final paths of their data
-    files, so the folder cannot be moved (regenerate it instead). Returns task name → YAML path.
+    training document (a model scored on text it was trained on measures memory, not
+    generalisation), or that holds a special-token string. Each YAML's metadata counts what was
+    left out; `decontamination.json` lists the ids by reason. The YAMLs hold the absolute final
+    paths of their data files, so the folder cannot be moved (regenerate it instead). Returns
+    task name → YAML path.
     """
     documents = read_documents(split_jsonl)
     train_texts = (doc.text for doc in corpus.read_documents(Path(train_jsonl)))
     train = SharedNgrams((doc["text"] for doc in documents), train_texts)
-    items, dirty_passages, n_passages = cloze_items(
-        documents, n_cloze, context_words, seed, train.overlaps
+
+    def exclusion(text: str) -> str | None:
+        if any(token in text for token in SPECIAL_TOKENS):
+            return SPECIAL_TOKEN_TEXT
+        return TRAIN_NGRAM if train.overlaps(text) else None
+
+    items, passages_left_out, n_passages = cloze_items(
+        documents, n_cloze, context_words, seed, exclusion
     )
-    dirty = {doc["id"] for doc in documents if train.overlaps(doc["text"])}
-    docs = perplexity_documents([d for d in documents if d["id"] not in dirty], n_docs, seed)
+    docs_left_out: dict[str, list[str]] = {}
+    for doc in documents:
+        if (reason := exclusion(doc["text"])) is not None:
+            docs_left_out.setdefault(reason, []).append(doc["id"])
+    dropped_ids = {doc_id for ids in docs_left_out.values() for doc_id in ids}
+    docs = perplexity_documents([d for d in documents if d["id"] not in dropped_ids], n_docs, seed)
     if not items or not docs:
         raise ValueError(
-            f"{split_jsonl}: no cloze passage or no document to evaluate on after dropping those "
-            f"sharing a {DECONTAMINATION_WORDS}-word n-gram with {train_jsonl}"
+            f"{split_jsonl}: no cloze passage or no document to evaluate on after leaving out "
+            f"those sharing a {DECONTAMINATION_WORDS}-word n-gram with {train_jsonl} or holding "
+            f"a special-token string"
         )
     out_dir = Path(out_dir).resolve()
     provenance = {
@@ -335,21 +358,34 @@ def build_offline_tasks(
         "decontaminated_against_sha256": sha256_file(train_jsonl),
         "decontamination_ngram_words": DECONTAMINATION_WORDS,
     }
+    left_out = {CLOZE_TASK: passages_left_out, PERPLEXITY_TASK: docs_left_out}
+    candidates = {CLOZE_TASK: n_passages, PERPLEXITY_TASK: len(documents)}
     dropped = {
-        CLOZE_TASK: {"candidates": n_passages, "dropped": dirty_passages},
-        PERPLEXITY_TASK: {"candidates": len(documents), "dropped": sorted(dirty)},
+        name: {
+            "candidates": candidates[name],
+            "dropped": {
+                reason: sorted(left_out[name].get(reason, [])) for reason in EXCLUSION_REASONS
+            },
+        }
+        for name in left_out
     }
     for name, counts in dropped.items():
         log.info(
-            "%s: dropped %d of %d candidates sharing a %d-word n-gram with %s",
-            name, len(counts["dropped"]), counts["candidates"], train.n, train_jsonl,
-        )  # fmt: skip
+            "%s: of %d candidates, left out %s",
+            name,
+            counts["candidates"],
+            ", ".join(f"{len(ids)} ({reason})" for reason, ids in counts["dropped"].items()),
+        )
     tasks = {
         CLOZE_TASK: (items, {"n_items": len(items), "context_words": context_words}),
         PERPLEXITY_TASK: (docs, {"n_items": len(docs)}),
     }
     record = provenance | {
-        "reason": f"shares a {train.n}-word n-gram (lowercased letters and digits) with train",
+        "reasons": {
+            TRAIN_NGRAM: f"shares a {train.n}-word n-gram (lowercased letters and digits) with train",
+            SPECIAL_TOKEN_TEXT: f"holds one of {list(SPECIAL_TOKENS)}, which lm-eval's tokenizer "
+            "encodes as a control id while training encoded it as text",
+        },
         "tasks": dropped,
     }
     with atomic_path(out_dir) as tmp:
@@ -357,9 +393,8 @@ def build_offline_tasks(
         (tmp / DECONTAMINATION_FILE).write_text(json.dumps(record, indent=2) + "\n")
         for name, (records, extra) in tasks.items():
             _write_jsonl(tmp / f"{name}.jsonl", records)
-            counts = {
-                "candidates": dropped[name]["candidates"],
-                "dropped": len(dropped[name]["dropped"]),
+            counts = {"candidates": dropped[name]["candidates"]} | {
+                f"dropped_{reason}": len(ids) for reason, ids in dropped[name]["dropped"].items()
             }
             config = _heldout_task(name, out_dir / f"{name}.jsonl", provenance | extra | counts)
             (tmp / f"{name}.yaml").write_text(_dump_task(config), encoding="utf-8")
