@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, GPTNeoXForCausalLM
 
-from saturation.checkpoints import harvest, list_checkpoint_dirs
+from saturation.checkpoints import CorruptCheckpointError, harvest, list_checkpoint_dirs
 from saturation.model import parameter_count
 from saturation.train import (
     PrecisionMismatchError,
@@ -188,6 +189,34 @@ def test_a_stop_at_an_existing_checkpoint_resumes_there(
     assert summary["resumed_from"] == 4
     final = "checkpoints/step12/model.safetensors"
     assert (run_dir / final).read_bytes() == (tiny_run / final).read_bytes()
+
+
+def test_a_corrupt_older_checkpoint_is_repaired_by_retraining_over_the_run(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path
+) -> None:
+    """The README's repair for a corrupt checkpoint other than the newest (only the newest keeps
+    an optimizer state): with `train.json` and `state/` moved away, `pretrain` trains again from
+    step 0 over the run's folders. The corrupt one is moved aside, never deleted, and written
+    anew; intact ones are kept untouched; harvest passes and every checkpoint is the original."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    checkpoints = run_dir / "checkpoints"
+    weights = checkpoints / "step4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    steps = [0, 1, 2, 4, 8, 12]
+    with pytest.raises(CorruptCheckpointError, match="step4"):
+        harvest(checkpoints, steps)
+    intact = {p: p.stat().st_mtime_ns for p in (checkpoints / "step8").iterdir()}
+    (run_dir / "train.json").rename(tmp_path / "train.json.old")
+    (run_dir / "state").rename(tmp_path / "state.old")
+    summary = train_tiny(run_dir, tiny_data)
+    assert summary["resumed_from"] is None
+    assert (checkpoints / "step4.corrupt" / "model.safetensors").stat().st_size == 100
+    assert {p: p.stat().st_mtime_ns for p in (checkpoints / "step8").iterdir()} == intact
+    harvest(checkpoints, steps)
+    for step in steps:
+        name = f"checkpoints/step{step}/model.safetensors"
+        assert (run_dir / name).read_bytes() == (tiny_run / name).read_bytes(), step
 
 
 def test_checkpoints_of_another_precision_are_superseded(tiny_data: dict, tmp_path: Path) -> None:
