@@ -8,8 +8,8 @@ includes torch.compile's compilation, reported apart). Implementations:
   hf-eager         transformers GPTNeoXForCausalLM, eager attention, full logits, unfused loss
   hf-sdpa          the same with SDPA attention
   hf-sdpa-compile  hf-sdpa under torch.compile
-  ours             saturation.fast_neox.FastGPTNeoX (what the pretrain stage runs)
-  ours-compile     ours under torch.compile (what the pretrain stage runs on a GPU)
+  ours             saturation.fast_neox.FastGPTNeoX (the pretrain stage with `compile: off`)
+  ours-compile     ours under torch.compile (what the pretrain stage runs: `compile: auto`)
   ours-ckpt[-compile]  ours with runtime.activation_checkpointing (each layer recomputed)
 
 MFU counts 6·(L·12d² + V·d) + 12·L·T·d FLOPs per token (matmuls incl. the LM head, attention
@@ -21,7 +21,8 @@ scores) against the peak of a large matmul measured in the same run (fp32 on CPU
 `--profile-widths 512` adds a torch.profiler breakdown of 3 more steps of every cell at that width
 (device time by kernel family: GEMM, attention, compiled fusions, optimizer, the rest), which is how
 a gap to a target is explained. `--deadline S` skips the cells that would start after S seconds, so
-a run on a lent machine returns a table rather than nothing.
+a run on a lent machine returns a table rather than nothing. `--rounds N` runs every cell N times,
+round by round, and reports each cell's median run with every round's tokens/s beside it.
 """
 
 from __future__ import annotations
@@ -225,6 +226,11 @@ def main() -> None:
         help="first compile the compiled cells N at a time (one warm-up step each, into the "
         "on-disk inductor caches), so the timed cells start warm: less wall time on a lent GPU",
     )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="run every cell this many times, round by round, and report each cell's median "
+        "(single cells on a shared 2-core VM move by up to ±15 %% between runs)",
+    )  # fmt: skip
     parser.add_argument("--cell", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
@@ -274,27 +280,47 @@ def main() -> None:
         print(f"# precompiled {len(compiled)} cells, {args.precompile} at a time, in "
               f"{time.perf_counter() - started:.0f} s: warm-up s below is with warm caches")  # fmt: skip
 
-    rows = []
-    for width, n_layers, impl in cells:
-        row = {"width": width, "layers": n_layers, "impl": impl}
-        if args.deadline and time.perf_counter() - started > args.deadline:
-            rows.append(row | {"error": "skipped: past --deadline"})
-            continue
-        extra = ["--profile"] if width in profiled else []
-        result = run_command(command(width, n_layers, impl) + extra, args.cell_timeout)
-        row |= result
-        if "tokens_per_s" in row:
-            fpt = flops_per_token(width, n_layers, args.vocab, args.seq_len)
-            row["mfu"] = fpt * row["tokens_per_s"] / peak
-        rows.append(row)
-        print(f"  {width:>5} {impl:<16} {row.get('tokens_per_s', float('nan')):>10.0f} tok/s",
-              file=sys.stderr, flush=True)  # fmt: skip
-        if args.json:
-            with open(args.json, "w") as handle:
-                json.dump({"device": device, "versions": info, "peak_flops": peak,
-                           "args": vars(args), "rows": rows}, handle, indent=1)  # fmt: skip
+    measured: dict[tuple[int, int, str], list[dict]] = {cell: [] for cell in cells}
+    for round_ in range(args.rounds):
+        for width, n_layers, impl in cells:
+            if args.deadline and time.perf_counter() - started > args.deadline:
+                continue
+            extra = ["--profile"] if width in profiled and round_ == 0 else []
+            result = run_command(command(width, n_layers, impl) + extra, args.cell_timeout)
+            if "tokens_per_s" in result:
+                fpt = flops_per_token(width, n_layers, args.vocab, args.seq_len)
+                result["mfu"] = fpt * result["tokens_per_s"] / peak
+            measured[width, n_layers, impl].append(result)
+            print(f"  round {round_ + 1}/{args.rounds} {width:>5} {impl:<16} "
+                  f"{result.get('tokens_per_s', float('nan')):>10.0f} tok/s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            if args.json:
+                with open(args.json, "w") as handle:
+                    json.dump({"device": device, "versions": info, "peak_flops": peak,
+                               "args": vars(args), "rows": summarise(measured)}, handle,
+                              indent=1)  # fmt: skip
+    rows = summarise(measured)
     print_table(rows, BASELINES[preset_name])
     print_profiles(rows)
+
+
+def summarise(measured: dict[tuple[int, int, str], list[dict]]) -> list[dict]:
+    """One row per cell: its median round (the lower one of an even count), so tokens/s, MFU
+    and memory come from one real run; every round's tokens/s beside it, and a profile (taken
+    in the first round) kept."""
+    rows = []
+    for (width, n_layers, impl), results in measured.items():
+        row = {"width": width, "layers": n_layers, "impl": impl}
+        timed = sorted((r for r in results if "tokens_per_s" in r), key=lambda r: r["tokens_per_s"])
+        if not timed:
+            rows.append(row | (results[0] if results else {"error": "skipped: past --deadline"}))
+            continue
+        row |= timed[(len(timed) - 1) // 2]
+        row["rounds_tokens_per_s"] = [r["tokens_per_s"] for r in results if "tokens_per_s" in r]
+        row["failed_rounds"] = len(results) - len(timed)
+        row |= next(({"profile": r["profile"]} for r in results if "profile" in r), {})
+        rows.append(row)
+    return rows
 
 
 def run_command(command: list[str], timeout: float) -> dict:
@@ -312,14 +338,16 @@ def run_command(command: list[str], timeout: float) -> dict:
 
 def print_table(rows: list[dict], baselines: tuple[str, ...]) -> None:
     base = {(r["impl"], r["width"]): r.get("tokens_per_s") for r in rows}
+    rounds = max(len(r.get("rounds_tokens_per_s", [])) for r in rows) if rows else 0
     ratios = " | ".join(f"÷ {b}" for b in baselines)
-    print(
-        f"\n| width | layers | implementation | tokens/s | MFU | warm-up s | peak MiB | {ratios} |"
-    )
-    print("|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(baselines))
+    spread = " tokens/s by round |" if rounds > 1 else ""
+    median = " (median)" if rounds > 1 else ""
+    print(f"\n| width | layers | implementation | tokens/s{median} | MFU | warm-up s | peak MiB | "
+          f"{ratios} |{spread}")  # fmt: skip
+    print("|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(baselines) + "---|" * (rounds > 1))
     for r in rows:
         if "error" in r:
-            blanks = " – |" * (len(baselines) - 1)  # the error fills the first ratio column
+            blanks = " – |" * (len(baselines) - 1 + (rounds > 1))  # the error fills a ratio column
             print(
                 f"| {r['width']} | {r['layers']} | {r['impl']} | – | – | – | – | {r['error']} |{blanks}"
             )
@@ -328,9 +356,11 @@ def print_table(rows: list[dict], baselines: tuple[str, ...]) -> None:
             f"{r['tokens_per_s'] / base[b, r['width']]:.2f}×" if base.get((b, r["width"])) else "–"
             for b in baselines
         )
+        each = " / ".join(f"{t:,.0f}" for t in r["rounds_tokens_per_s"])
+        failed = f" ({r['failed_rounds']} failed)" if r["failed_rounds"] else ""
         print(f"| {r['width']} | {r['layers']} | {r['impl']} | {r['tokens_per_s']:,.0f} | "
               f"{100 * r['mfu']:.1f} % | {r['warmup_s']:.1f} | {r['peak_mem_mib']:,.0f} | "
-              f"{cells} |")  # fmt: skip
+              f"{cells} |" + (f" {each}{failed} |" if rounds > 1 else ""))  # fmt: skip
 
 
 def print_profiles(rows: list[dict]) -> None:
