@@ -229,7 +229,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1,
         help="run every cell this many times, round by round, and report each cell's median "
-        "(single cells on a shared 2-core VM move by up to ±15 %% between runs)",
+        "(single cells on a shared 2-core VM move by up to a third between runs)",
     )  # fmt: skip
     parser.add_argument("--cell", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, help=argparse.SUPPRESS)
