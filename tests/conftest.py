@@ -78,6 +78,12 @@ def tiny_recipe(steps: int = 12, **train: object) -> dict:
     }  # fmt: skip
 
 
+def metrics_lines(run_dir: Path) -> list[dict]:
+    """The logged curve without its throughput, the one field that depends on the wall clock."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "tokens_per_s"} for line in lines]
+
+
 def train_tiny(
     run_dir: Path, data: dict[str, Path], recipe: dict | None = None, **runtime: object
 ) -> dict:

@@ -13,8 +13,7 @@ import torch
 
 from saturation.checkpoints import list_checkpoint_dirs
 from saturation.distributed import World
-from tests.conftest import start_training, tiny_recipe, train_tiny
-from tests.test_train import metrics_lines
+from tests.conftest import metrics_lines, start_training, tiny_recipe, train_tiny
 
 STEPS = 50
 # fp32 on CPU: two half-batch gradients averaged by all-reduce differ from the full-batch gradient

@@ -79,7 +79,7 @@ def test_compiled_fused_loss_computes_what_eager_does() -> None:
     weight = torch.randn(500, 32)
     targets = torch.randint(0, 500, (200,))  # 200 = 3 chunks of 64 and one of 8
     hidden = weight[targets] + 0.1 * torch.randn(200, 32)
-    compiled = torch.compile(linear_cross_entropy)
+    compiled = torch.compile(linear_cross_entropy, fullgraph=True)  # no silent eager fallback
     for bf16 in (False, True):
         results = []
         for fn in (linear_cross_entropy, compiled):

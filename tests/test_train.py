@@ -25,7 +25,7 @@ from saturation.train import (
     choose_speed_path,
     truncate_metrics,
 )
-from tests.conftest import start_training, tiny_recipe, train_tiny
+from tests.conftest import metrics_lines, start_training, tiny_recipe, train_tiny
 
 
 def test_data_order_is_a_pure_function_of_seed_and_step() -> None:
@@ -94,12 +94,6 @@ def test_resume_is_bit_identical(tiny_run: Path, tiny_data: dict, tmp_path: Path
         json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
     ]
     assert steps == [2, 4, 6, 8, 10, 12]  # no duplicated log lines after the resume
-
-
-def metrics_lines(run_dir: Path) -> list[dict]:
-    """The logged curve without its throughput, the one field that depends on the wall clock."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "tokens_per_s"} for line in lines]
 
 
 def test_resume_between_log_lines_logs_the_uninterrupted_curve(
@@ -219,7 +213,9 @@ def test_a_corrupt_older_checkpoint_is_repaired_by_retraining_over_the_run(
         assert (run_dir / name).read_bytes() == (tiny_run / name).read_bytes(), step
 
 
-def test_checkpoints_of_another_precision_are_superseded(tiny_data: dict, tmp_path: Path) -> None:
+def test_checkpoints_of_another_precision_are_superseded(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path
+) -> None:
     """Without a readable state, nothing says which precision a run started in; retraining it
     in another one must not leave its checkpoints mixed: folders holding other weights are
     moved aside (never deleted) and written anew."""
@@ -230,11 +226,9 @@ def test_checkpoints_of_another_precision_are_superseded(tiny_data: dict, tmp_pa
     bf16 = (run_dir / "checkpoints/step4/model.safetensors").read_bytes()
     train_tiny(run_dir, tiny_data)  # `auto` on CPU: fp32, from step 0
     assert (run_dir / "checkpoints/step4.superseded/model.safetensors").read_bytes() == bf16
-    reference = tmp_path / "fp32"
-    train_tiny(reference, tiny_data)
-    for step in (0, 1, 2, 4, 8, 12):
+    for step in (0, 1, 2, 4, 8, 12):  # tiny_run: a pure fp32 run of the same recipe
         name = f"checkpoints/step{step}/model.safetensors"
-        assert (run_dir / name).read_bytes() == (reference / name).read_bytes(), step
+        assert (run_dir / name).read_bytes() == (tiny_run / name).read_bytes(), step
 
 
 def test_resume_refuses_another_precision(tiny_data: dict, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ corruption (a truncated file) is caught by the sha256 check.
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -99,12 +98,11 @@ def move_aside(folder: Path, reason: str) -> Path:
     Renamed, not deleted: what corrupted or replaced it may be worth a look, and the name no
     longer matches `step{N}`, so neither the resume point nor harvest sees it.
     """
-    for attempt in itertools.count():
-        aside = folder.with_name(f"{folder.name}.{reason}{attempt or ''}")
-        if not aside.exists():
-            folder.rename(aside)
-            return aside
-    raise AssertionError("unreachable")  # itertools.count() never ends
+    attempt = 0
+    while (aside := folder.with_name(f"{folder.name}.{reason}{attempt or ''}")).exists():
+        attempt += 1
+    folder.rename(aside)
+    return aside
 
 
 def harvest(checkpoints_dir: Path, expected_steps: list[int]) -> list[CheckpointEntry]:

@@ -53,7 +53,11 @@ class LinearCrossEntropy(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        vocab_ids = torch.arange(weight.shape[0], device=weight.device)
+        compiling = torch.compiler.is_compiling()
+        if compiling:
+            vocab_ids = torch.arange(weight.shape[0], device=weight.device)
+        else:
+            rows = torch.arange(min(chunk, n), device=targets.device)
         with torch.autocast(hidden.device.type, enabled=False):  # dtypes are explicit here
             w = weight.to(compute)
             for start in range(0, n, chunk):
@@ -63,10 +67,10 @@ class LinearCrossEntropy(torch.autograd.Function):
                 total -= logp.gather(1, t[:, None]).sum()
                 # softmax − onehot in fp32 until the cast, so 1 − p of a confident target survives
                 probs = logp.exp_()
-                if torch.compiler.is_compiling():  # elementwise: fused into the softmax's pass
+                if compiling:  # elementwise: fused into the softmax's pass
                     probs = probs - (vocab_ids == t[:, None]).float()
                 else:  # eager: one subtraction per row, where the comparison is a (c, V) pass
-                    probs[torch.arange(len(t), device=t.device), t] -= 1.0
+                    probs[rows[: len(t)], t] -= 1.0
                 grad_logits = probs.div_(n).to(compute)
                 grad_hidden[start : start + chunk] = grad_logits @ w
                 if compute == torch.float32:

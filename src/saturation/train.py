@@ -438,13 +438,13 @@ class LogWindow:
         self.loss_sum += loss
         self.steps += 1
 
-    def close(self, world: World) -> tuple[float, float]:
-        """(mean loss over the window and the ranks, seconds) and start the next window."""
+    def close(self, world: World) -> tuple[float, float, int]:
+        """(mean loss over the window and the ranks, seconds, steps) and start the next window."""
         mean = distributed.mean_over_ranks(world, self.loss_sum / self.steps).item()
-        seconds = time.perf_counter() - self.start
+        seconds, steps = time.perf_counter() - self.start, self.steps
         self.loss_sum.zero_()
         self.steps, self.start = 0, time.perf_counter()
-        return mean, seconds
+        return mean, seconds, steps
 
     def saved(self, world: World) -> dict[str, Any]:
         """What a resume needs; every rank calls it (the ranks' sums are gathered)."""
@@ -525,12 +525,13 @@ def _train(
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     batches = TokenBatches(open_tokens(tokens_bin), cfg.seq_len, cfg.batch_size, cfg.seed)
-    start_step, tokens_seen, resumed_from, window = 0, 0, None, LogWindow(world, device)
-    if (point := run.resume_point()) is not None:
+    start_step, tokens_seen, resumed_from = 0, 0, None
+    point = run.resume_point()
+    window = LogWindow(world, device, point.state.get("log_window") if point else None)
+    if point is not None:
         check_precision(run, point.state, speed.precision)
         model, optimizer, tokens_seen = restore(point, cfg)
         start_step = resumed_from = point.step
-        window = LogWindow(world, device, point.state.get("log_window"))  # absent: an older state
         log.info("resuming from %s (step %d)", point.folder, start_step)
     else:
         model = build_model(shape, cfg.seed)
@@ -578,8 +579,7 @@ def _train(
             bar.update(1)
 
             if step % runtime.log_every == 0 or step == cfg.steps:
-                window_steps = window.steps
-                mean_loss, elapsed = window.close(world)  # the one host sync per window
+                mean_loss, elapsed, window_steps = window.close(world)  # one host sync a window
                 record = {
                     "step": step,
                     "tokens": tokens_seen,
