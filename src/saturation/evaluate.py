@@ -34,7 +34,7 @@ import yaml
 
 from saturation import corpus
 from saturation.io import atomic_path, sha256_file, write_text_atomic
-from saturation.tokenizer import SPECIAL_TOKENS
+from saturation.tokenizer import SPECIAL_TOKENS, iter_texts
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def cloze_items(
     n_items: int,
     context_words: int,
     seed: int,
-    exclusion: Callable[[str], str | None] | None = None,
+    exclusion: Callable[[str], str | None],
 ) -> tuple[list[dict[str, str]], dict[str, list[str]], int]:
     """`n_items` cloze items spread over as many documents as possible, in a seeded order, the
     ids of the passages left out, by reason (`exclusion(context + " " + target)`, None to keep
@@ -145,17 +145,17 @@ def cloze_items(
     for doc in documents:
         passages = cloze_passages(doc["text"], context_words)
         order = sorted(range(len(passages)), key=lambda k: _rank(seed, f"{doc['id']}#{k}"))
-        reasons = {k: exclusion(" ".join(passages[k])) for k in order} if exclusion else {}
-        for k in sorted(k for k, reason in reasons.items() if reason is not None):
-            left_out.setdefault(reasons[k], []).append(f"{doc['id']}#{k}")
-        for round_, k in enumerate(k for k in order if reasons.get(k) is None):
+        reasons = {k: exclusion(" ".join(passages[k])) for k in order}
+        for k, reason in reasons.items():
+            if reason is not None:
+                left_out.setdefault(reason, []).append(f"{doc['id']}#{k}")
+        for round_, k in enumerate(k for k in order if reasons[k] is None):
             context, target = passages[k]
             item = {"id": f"{doc['id']}#{k}", "doc_id": doc["id"], "source": doc["source"]}
             item |= {"context": context, "target": target}
             keyed.append(((round_, _rank(seed, doc["id"])), item))
     keyed.sort(key=lambda pair: pair[0])
     n_left_out = sum(map(len, left_out.values()))
-    left_out = {reason: sorted(ids) for reason, ids in sorted(left_out.items())}
     return [item for _, item in keyed[:n_items]], left_out, len(keyed) + n_left_out
 
 
@@ -223,7 +223,10 @@ class SharedNgrams:
 
     def overlaps(self, text: str) -> bool:
         """Whether `text` (held-out text, or part of it) shares an n-gram with the train split."""
-        return bool(_sorted_contains(self._shared, self._keys(self._words(text, learn=True))).any())
+        # learn=False: a word the held-out side lacks cannot be in a shared n-gram
+        return bool(
+            _sorted_contains(self._shared, self._keys(self._words(text, learn=False))).any()
+        )
 
 
 def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -326,8 +329,7 @@ def build_offline_tasks(
     task name → YAML path.
     """
     documents = read_documents(split_jsonl)
-    train_texts = (doc.text for doc in corpus.read_documents(Path(train_jsonl)))
-    train = SharedNgrams((doc["text"] for doc in documents), train_texts)
+    train = SharedNgrams((doc["text"] for doc in documents), iter_texts(Path(train_jsonl)))
 
     def exclusion(text: str) -> str | None:
         if any(token in text for token in SPECIAL_TOKENS):
