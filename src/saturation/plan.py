@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,9 @@ class Stage:
     def __post_init__(self) -> None:
         object.__setattr__(self, "recipe", json.loads(canonical_json(self.recipe)))
 
-    @property
+    @cached_property
     def id(self) -> str:
+        """Hashed once: the workflow asks for ids per job, thousands of times in a sweep."""
         return stage_id(self.stage, self.recipe)
 
     @property
