@@ -284,7 +284,7 @@ def main() -> None:
     for round_ in range(args.rounds):
         for width, n_layers, impl in cells:
             if args.deadline and time.perf_counter() - started > args.deadline:
-                continue
+                break  # the cells left have no result: "skipped: past --deadline"
             extra = ["--profile"] if width in profiled and round_ == 0 else []
             result = run_command(command(width, n_layers, impl) + extra, args.cell_timeout)
             if "tokens_per_s" in result:
@@ -297,10 +297,11 @@ def main() -> None:
             if args.json:
                 with open(args.json, "w") as handle:
                     json.dump({"device": device, "versions": info, "peak_flops": peak,
-                               "args": vars(args), "rows": summarise(measured)}, handle,
-                              indent=1)  # fmt: skip
+                               "args": vars(args),
+                               "rows": summarise({c: r for c, r in measured.items() if r})},
+                              handle, indent=1)  # fmt: skip
     rows = summarise(measured)
-    print_table(rows, BASELINES[preset_name])
+    print_table(rows, BASELINES[preset_name], args.rounds)
     print_profiles(rows)
 
 
@@ -311,14 +312,15 @@ def summarise(measured: dict[tuple[int, int, str], list[dict]]) -> list[dict]:
     rows = []
     for (width, n_layers, impl), results in measured.items():
         row = {"width": width, "layers": n_layers, "impl": impl}
-        timed = sorted((r for r in results if "tokens_per_s" in r), key=lambda r: r["tokens_per_s"])
+        timed = [r for r in results if "tokens_per_s" in r]
         if not timed:
             rows.append(row | (results[0] if results else {"error": "skipped: past --deadline"}))
             continue
-        row |= timed[(len(timed) - 1) // 2]
-        row["rounds_tokens_per_s"] = [r["tokens_per_s"] for r in results if "tokens_per_s" in r]
-        row["failed_rounds"] = len(results) - len(timed)
-        row |= next(({"profile": r["profile"]} for r in results if "profile" in r), {})
+        median_low = sorted(timed, key=lambda r: r["tokens_per_s"])[(len(timed) - 1) // 2]
+        row |= median_low | {"rounds_tokens_per_s": [r["tokens_per_s"] for r in timed],
+                             "failed_rounds": len(results) - len(timed)}  # fmt: skip
+        if "profile" in results[0]:  # taken in the first round only
+            row["profile"] = results[0]["profile"]
         rows.append(row)
     return rows
 
@@ -336,9 +338,8 @@ def run_command(command: list[str], timeout: float) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def print_table(rows: list[dict], baselines: tuple[str, ...]) -> None:
+def print_table(rows: list[dict], baselines: tuple[str, ...], rounds: int) -> None:
     base = {(r["impl"], r["width"]): r.get("tokens_per_s") for r in rows}
-    rounds = max(len(r.get("rounds_tokens_per_s", [])) for r in rows) if rows else 0
     ratios = " | ".join(f"÷ {b}" for b in baselines)
     spread = " tokens/s by round |" if rounds > 1 else ""
     median = " (median)" if rounds > 1 else ""
