@@ -190,8 +190,8 @@ def choose_speed_path(cfg: TrainConfig, device: torch.device, threads: int) -> S
     on_gpu = device.type == "cuda"
     precision = resolve_precision(cfg.precision, device)
     autocast = "bfloat16" if precision == "bf16" else None
-    # auto compiles on CPU too: 1.01-1.36x per step over eager at the default shapes, for 5-25 s
-    # of compiling; it pays for long runs, not the default's 400 steps (benchmarks/RESULTS.md)
+    # auto compiles on CPU too: 1.07-1.60x per step over eager at the default shapes, for 5-25 s
+    # of compiling; about even over the default's 400 steps, a gain beyond (benchmarks/RESULTS.md)
     compiled = cfg.compile == "on" or (cfg.compile == "auto" and device.type in ("cuda", "cpu"))
     path = SpeedPath(str(device), precision, autocast, compiled, fused_adamw=on_gpu,
                      threads=threads)  # fmt: skip
