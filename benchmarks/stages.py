@@ -27,7 +27,7 @@ import torch
 if sys.argv[7] == "transformers":
     from transformers import GPTNeoXForCausalLM
     GPTNeoXForCausalLM.from_pretrained(sys.argv[1])
-from saturation.analysis import analyze_checkpoint
+from saturation.measure.analysis import analyze_checkpoint
 torch.set_num_threads(1)
 analyze_checkpoint(checkpoint_dir=Path(sys.argv[1]), val_bin=Path(sys.argv[2]),
                    seq_len=int(sys.argv[3]), val_tokens=int(sys.argv[4]),
@@ -46,7 +46,7 @@ def current_plan(config: dict, results: Path):
 def tokenization(plan) -> list[dict]:
     from saturation.tokens import tokenize_split
 
-    corpus, tokenizer = Path(plan.corpus.dir), Path(plan.tokenizer.path("tokenizer"))
+    corpus, tokenizer = Path(plan.corpus.dir), Path(plan.tokenizer.file("tokenizer"))
     text = corpus / "train.jsonl"
     lines = text.read_text().splitlines()
     megabytes = sum(len(json.loads(line)["text"].encode()) for line in lines) / 1e6
@@ -62,7 +62,7 @@ def tokenization(plan) -> list[dict]:
 
 
 def analysis(plan, config: dict) -> list[dict]:
-    from saturation.analysis import analyze_checkpoint
+    from saturation.measure.analysis import analyze_checkpoint
 
     tokens = Path(plan.tokens.dir)
     analyze_cfg = config["analysis"]

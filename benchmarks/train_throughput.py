@@ -2,13 +2,13 @@
 
 Every (width, implementation) cell runs in a fresh subprocess on the same device, one after the
 other, from the same initial weights and the same random tokens: full training steps (forward,
-backward, global-norm clip, AdamW) of saturation.train.optimizer_step, timed after warm-up (which
+backward, global-norm clip, AdamW) of saturation.train.step.optimizer_step, timed after warm-up (which
 includes torch.compile's compilation, reported apart). Implementations:
 
   hf-eager         transformers GPTNeoXForCausalLM, eager attention, full logits, unfused loss
   hf-sdpa          the same with SDPA attention
   hf-sdpa-compile  hf-sdpa under torch.compile
-  ours             saturation.fast_neox.FastGPTNeoX (the pretrain stage with `compile: off`)
+  ours             saturation.model.neox.FastGPTNeoX (the pretrain stage with `compile: off`)
   ours-compile     ours under torch.compile (what the pretrain stage runs: `compile: auto`)
   ours-ckpt[-compile]  ours with runtime.activation_checkpointing (each layer recomputed)
 
@@ -80,10 +80,14 @@ def measure_peak(device: str, dtype: str) -> float:
 def run_cell(args: argparse.Namespace) -> dict:
     """One implementation at one width, in this (fresh) process."""
     import torch
+    from baselines import TransformersLoss  # beside this script
 
-    from saturation.fast_neox import FastGPTNeoX, TransformersLoss, loss_chunk_for
-    from saturation.model import ModelShape, build_model
-    from saturation.train import TrainConfig, choose_speed_path, make_optimizer, optimizer_step
+    from saturation.model.losses import loss_chunk_for
+    from saturation.model.neox import FastGPTNeoX
+    from saturation.model.shape import ModelShape, build_model
+    from saturation.train.recipe import TrainConfig
+    from saturation.train.speed import choose_speed_path
+    from saturation.train.step import make_optimizer, optimizer_step
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

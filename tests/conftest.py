@@ -87,13 +87,15 @@ def metrics_lines(run_dir: Path) -> list[dict]:
 def train_tiny(
     run_dir: Path, data: dict[str, Path], recipe: dict | None = None, **runtime: object
 ) -> dict:
-    from saturation.train import train_from_recipe
+    """Train (or resume) a tiny run; `runtime` overrides the schema's runtime options."""
+    from saturation.runtime import Runtime
+    from saturation.train.launch import train_from_recipe
+    from saturation.train.loop import RunFiles
 
+    files = RunFiles(run_dir, data["train"], data["tokenizer"], run_dir / "metrics.jsonl",
+                     run_dir / "train.json")  # fmt: skip
     options = {"device": "cpu", "threads": 1, "log_every": 2, "progress": False} | runtime
-    return train_from_recipe(
-        recipe or tiny_recipe(), run_dir, data["train"], data["tokenizer"],
-        run_dir / "metrics.jsonl", run_dir / "train.json", **options,
-    )  # fmt: skip
+    return train_from_recipe(recipe or tiny_recipe(), files, Runtime.from_config(**options))
 
 
 def start_training(

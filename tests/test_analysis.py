@@ -14,14 +14,14 @@ import torch.nn.functional as F
 from safetensors.numpy import load_file, save_file
 from transformers import GPTNeoXForCausalLM
 
-from saturation.analysis import (
-    analyze_checkpoint,
-    heldout_pass,
+from saturation.measure.analysis import analyze_checkpoint
+from saturation.measure.heldout import (
     heldout_windows,
+    measure_loss_and_anisotropy,
     summed_cross_entropy,
 )
-from saturation.neox_checkpoint import load_fast_neox
-from saturation.spectra import load_head
+from saturation.model.heads import LinearHead
+from saturation.model.weights import load_fast_neox
 from saturation.tokens import open_tokens
 
 
@@ -45,7 +45,7 @@ def test_default_sample_is_pinned() -> None:
 
 
 def test_a_short_split_is_never_scored_twice(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="saturation.analysis"):
+    with caplog.at_level(logging.WARNING, logger="saturation.measure.heldout"):
         windows = heldout_windows(np.arange(300), seq_len=128, n_tokens=16_384)
     # 299 scorable tokens hold two 128-token windows; they used to be 128 overlapping ones
     assert windows.shape == (2, 129)
@@ -53,11 +53,11 @@ def test_a_short_split_is_never_scored_twice(caplog: pytest.LogCaptureFixture) -
     assert windows[0, 0] == 0 and windows[-1, -1] == 299
     assert "scoring 256 tokens, not the 16384 requested" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="saturation.analysis"):
+    with caplog.at_level(logging.WARNING, logger="saturation.measure.heldout"):
         windows = heldout_windows(np.arange(10_000), seq_len=128, n_tokens=100)
     assert windows.shape == (1, 129) and "scoring 128 tokens, not the 100 requested" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="saturation.analysis"):
+    with caplog.at_level(logging.WARNING, logger="saturation.measure.heldout"):
         heldout_windows(np.arange(10_000), seq_len=128, n_tokens=1280)
     assert caplog.text == ""  # a request the split holds is not warned about
 
@@ -79,7 +79,7 @@ def test_chunked_loss_equals_cross_entropy_of_the_full_logits(
     model = load_fast_neox(tiny_run / "checkpoints" / "step12")
     windows = heldout_windows(open_tokens(tiny_data["val"]), seq_len=16, n_tokens=160)
     model.loss_chunk = 7  # chunks that split windows and leave a ragged last one
-    measured = heldout_pass(model, windows, batch_size=3)
+    measured = measure_loss_and_anisotropy(model, windows, batch_size=3)
     ids = torch.from_numpy(windows)
     with torch.no_grad():
         logits = model.logits(ids[:, :-1])  # (B, T, V) at once, as the analysis used to
@@ -136,15 +136,43 @@ def test_analyze_matches_a_manual_forward_pass(
     assert metrics["val_loss"] == pytest.approx(manual, rel=1e-5)
     assert json.loads((tmp_path / "metrics.json").read_text()) == record
     sigma = np.load(tmp_path / "sigma.npy")
-    head = load_head(checkpoint)
+    head = LinearHead.read_matrix(checkpoint)
     real_rows = record["info"]["head_rows"]
     assert head.shape[0] == 384 and real_rows == 300  # padded rows sliced away before the SVD
     # the saved spectrum is the head's real rows', not the padded head's
     reference = np.linalg.svd(head[:300].astype(np.float64), compute_uv=False)
     np.testing.assert_allclose(sigma, reference, rtol=1e-12)
     assert not np.allclose(sigma, np.linalg.svd(head.astype(np.float64), compute_uv=False))
-    p = reference / reference.sum()  # SCIENCE.md §2 written out
+    p = reference / reference.sum()  # SCIENCE-NOTES' formulas written out
     assert metrics["singular_entropy"] == pytest.approx(np.sum(p * np.log(16 * p)), rel=1e-10)
     assert metrics["effective_rank"] == pytest.approx(np.exp(-np.sum(p * np.log(p))), rel=1e-10)
     assert metrics["sigma_max"] == pytest.approx(reference[0], rel=1e-12)
     assert 0 <= metrics["singular_entropy"] <= np.log(16)
+
+
+def test_a_meter_sees_every_state_of_the_one_pass(tiny_run: Path, tiny_data: dict) -> None:
+    """The held-out pass is where a measurement that needs the hidden states plugs in: a meter
+    gets each batch's final states (the head's input) and targets, and each depth as tapped."""
+    from saturation.measure.heldout import Meter, heldout_pass
+
+    class Keep(Meter):
+        def __init__(self) -> None:
+            self.final_states, self.targets, self.depths = [], [], set()
+
+        def tap(self, depth: int, states: torch.Tensor) -> None:
+            self.depths.add(depth)
+
+        def final(self, hidden: torch.Tensor, targets: torch.Tensor) -> None:
+            self.final_states.append(hidden.clone())
+            self.targets.append(targets.clone())
+
+    model = load_fast_neox(tiny_run / "checkpoints" / "step12")
+    windows = heldout_windows(open_tokens(tiny_data["val"]), seq_len=16, n_tokens=112)
+    kept = Keep()
+    heldout_pass(model, windows, batch_size=3, meters=[kept])
+    ids = torch.from_numpy(windows)
+    with torch.no_grad():
+        expected = model.hidden_states(ids[:, :-1]).flatten(0, 1)
+    torch.testing.assert_close(torch.cat(kept.final_states), expected)
+    assert torch.equal(torch.cat(kept.targets), ids[:, 1:].flatten())
+    assert kept.depths == set(range(len(model.model.gpt_neox.layers) + 2))

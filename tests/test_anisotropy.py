@@ -9,10 +9,17 @@ import pytest
 import torch
 from transformers import GPTNeoXForCausalLM
 
-from saturation.analysis import heldout_pass, heldout_windows
-from saturation.anisotropy import AnisotropyMeter, anisotropy
-from saturation.neox_checkpoint import load_fast_neox
+from saturation.measure.anisotropy import AnisotropyMeter
+from saturation.measure.heldout import heldout_windows, measure_loss_and_anisotropy
+from saturation.model.weights import load_fast_neox
 from saturation.tokens import open_tokens
+
+
+def anisotropy(states: np.ndarray) -> float:
+    """The meter's A(H) of one batch of states (n × d)."""
+    meter = AnisotropyMeter()
+    meter.add(0, states)
+    return meter.values()[0]
 
 
 def pairwise_definition(states: np.ndarray) -> float:
@@ -46,7 +53,7 @@ def test_extremes_and_streaming() -> None:
 
 
 def test_zero_states_are_left_out_of_h() -> None:
-    """cos(0, ·) is undefined (SCIENCE.md §2): a zero row leaves H, it does not count in n."""
+    """cos(0, ·) is undefined: a zero row leaves H, it does not count in n."""
     rng = np.random.default_rng(3)
     states = rng.normal(loc=0.5, size=(40, 6))
     with_zeros = states.copy()
@@ -72,7 +79,7 @@ def test_every_depth_is_measured(tiny_run: Path, tiny_data: dict) -> None:
     """Ours (read without transformers) tapped at every depth vs transformers' hidden states."""
     checkpoint = tiny_run / "checkpoints" / "step12"
     windows = heldout_windows(open_tokens(tiny_data["val"]), seq_len=16, n_tokens=128)
-    measured = heldout_pass(load_fast_neox(checkpoint), windows, batch_size=3)
+    measured = measure_loss_and_anisotropy(load_fast_neox(checkpoint), windows, batch_size=3)
     model = GPTNeoXForCausalLM.from_pretrained(checkpoint).eval()
     layers, width = model.config.num_hidden_layers, model.config.hidden_size
     assert sorted(measured.anisotropy) == list(range(layers + 2))

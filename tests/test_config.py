@@ -137,9 +137,54 @@ def test_text_source_matching_no_file_names_its_key(tmp_path: Path) -> None:
 
 def test_defaults_are_filled_in() -> None:
     config = validate_config({"widths": [{"width": 64}]})
-    assert config["train"]["checkpoints"] == {"log_until": 64, "every": 50, "steps": []}
+    assert config["train"]["checkpoints"] == {"log_until": 64, "every": 100, "steps": []}
     assert config["corpus"]["sources"] == [{"builtin": "kjv"}, {"builtin": "shakespeare"}]
     assert config["runtime"]["device"] == "auto"
+
+
+def restated_values(node: yaml.Node, path: tuple[str, ...] = ()) -> list[tuple]:
+    """(key path, value, line number) of every leaf a YAML mapping states; lists are leaves."""
+    if not isinstance(node, yaml.MappingNode):
+        return [(path, yaml.safe_load(yaml.serialize(node)), node.start_mark.line)]
+    return [leaf for key, value in node.value
+            for leaf in restated_values(value, (*path, key.value))]  # fmt: skip
+
+
+def override_problems(text: str) -> list[str]:
+    """What a config file restates against the schema: a default (the schema is the one place
+    that states them, so two places can never disagree again), or a change without `# override:`
+    on its line."""
+    lines, schema = text.splitlines(), load_schema()
+    problems = []
+    for path, value, line in restated_values(yaml.compose(text)):
+        node = schema
+        for key in path:
+            node = node.get("properties", {}).get(key, {})
+        if "default" not in node:  # e.g. widths: required, no default to restate
+            continue
+        if value == node["default"]:
+            problems.append(f"{'.'.join(path)} restates the schema's default {value!r}")
+        elif "# override:" not in lines[line]:
+            problems.append(f"{'.'.join(path)}: {value!r} differs from the schema's default "
+                            f"{node['default']!r}; mark it `# override: <why>`")  # fmt: skip
+    return problems
+
+
+def test_the_embedded_default_restates_only_marked_overrides() -> None:
+    assert override_problems((ROOT / "config.yaml").read_text()) == []
+
+
+def test_restated_defaults_and_unmarked_overrides_are_found() -> None:
+    text = (
+        "train:\n  steps: 400\n  lr: 0.5\n  eps: 0.25  # override: a reason\n"
+        "  checkpoints: {every: 7}\nwidths: [{width: 8}]\n"
+    )
+    assert override_problems(text) == [
+        "train.steps restates the schema's default 400",
+        "train.lr: 0.5 differs from the schema's default 0.001; mark it `# override: <why>`",
+        "train.checkpoints.every: 7 differs from the schema's default 100; mark it "
+        "`# override: <why>`",
+    ]
 
 
 def test_shipped_configs_are_valid() -> None:

@@ -17,13 +17,14 @@ from saturation.corpus import (
     BUILTIN_SOURCES,
     CorpusError,
     Document,
-    _split_play,
     assign_split,
     build_corpus,
     iter_documents,
     read_documents,
     source_fingerprint,
+    sources_from_fingerprints,
 )
+from saturation.corpus.sources.shakespeare import _split_play
 
 ROWS = [{"text": f"row {i} text", "uid": f"u{i}", "body": f"body {i}"} for i in range(6)]
 
@@ -372,6 +373,25 @@ def test_text_fingerprint_follows_content(texts: Path) -> None:
     assert source_fingerprint(source) == first
     (texts / "docs" / "d07.txt").write_text("changed", encoding="utf-8")
     assert source_fingerprint(source) != first
+
+
+def test_sources_come_back_from_their_fingerprints(tmp_path: Path) -> None:
+    """The corpus job reads its sources from its recipe's fingerprints: they must be the
+    configured ones, in canonical form."""
+    (tmp_path / "a.txt").write_text("some text")
+    (tmp_path / "rows.jsonl").write_text('{"text": "a row"}\n')
+    sources = [
+        {"builtin": "kjv"},
+        {"text": str(tmp_path / "*.txt")},
+        {"hf": {"path": "json", "data_files": str(tmp_path / "rows.jsonl"), "split": "train"}},
+    ]
+    fingerprints = [source_fingerprint(source) for source in sources]
+    recovered = sources_from_fingerprints(fingerprints)
+    assert [next(iter(source)) for source in recovered] == ["builtin", "text", "hf"]
+    assert recovered[1] == {"text": [str(tmp_path / "*.txt")]}
+    assert [source_fingerprint(source) for source in recovered] == fingerprints
+    with pytest.raises(CorpusError, match="not a corpus source fingerprint"):
+        sources_from_fingerprints([{"files": []}])
 
 
 def test_builtin_fingerprint_is_cheap() -> None:

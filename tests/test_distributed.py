@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from saturation.checkpoints import list_checkpoint_dirs
-from saturation.distributed import World
+from saturation.train.distributed import World
 from tests.conftest import metrics_lines, start_training, tiny_recipe, train_tiny
 
 STEPS = 50

@@ -14,8 +14,24 @@ import numpy as np
 import pytest
 import yaml
 
-from saturation import evaluate
-from saturation.tasks import SAMPLES_DIR
+from saturation.evaluate import CLOZE_TASK, HELDOUT_TASKS_VERSION, PERPLEXITY_TASK
+from saturation.evaluate.decontamination import (
+    DECONTAMINATION_WORDS,
+    EXCLUSION_REASONS,
+    SPECIAL_TOKEN_TEXT,
+    TRAIN_NGRAM,
+    SharedNgrams,
+)
+from saturation.evaluate.items import cloze_passages
+from saturation.evaluate.lmeval import evaluate_checkpoint, load_lm, run_tasks, tidy_results
+from saturation.evaluate.tasks import (
+    DECONTAMINATION_FILE,
+    SAMPLES_DIR,
+    STANDARD_TASKS,
+    build_offline_tasks,
+    standard_task_override,
+)
+from saturation.tables import evaluation_rows
 from saturation.tokenizer import EOS_TOKEN
 
 # The split lm-eval scores for each standard task (piqa's test split has no labels).
@@ -56,7 +72,7 @@ def test_split(tiny_data: dict[str, Path]) -> Path:
 def heldout_tasks(tmp_path_factory: pytest.TempPathFactory, test_split: Path) -> Path:
     out = tmp_path_factory.mktemp("heldout") / "tasks"
     train = test_split.with_name("train.jsonl")
-    evaluate.build_offline_tasks(test_split, out, n_cloze=12, n_docs=3, train_jsonl=train)
+    build_offline_tasks(test_split, out, n_cloze=12, n_docs=3, train_jsonl=train)
     return out
 
 
@@ -70,7 +86,7 @@ def checkpoint(tiny_run: Path) -> Path:
 
 def test_cloze_passages_are_disjoint_verbatim_slices() -> None:
     text = " ".join(f"w{i} verse ends here." for i in range(40))
-    passages = evaluate.cloze_passages(text, context_words=10)
+    passages = cloze_passages(text, context_words=10)
     assert len(passages) > 5
     position = 0
     for context, target in passages:
@@ -88,16 +104,16 @@ def test_items_are_deterministic_and_independent_of_document_order(
     shuffled.write_text("".join(reversed(lines)))
     outputs = {}
     for name, split, seed in [("a", test_split, 0), ("b", shuffled, 0), ("c", test_split, 1)]:
-        paths = evaluate.build_offline_tasks(
+        paths = build_offline_tasks(
             split, tmp_path / name, n_cloze=10, n_docs=3, train_jsonl=train, seed=seed
         )
-        assert set(paths) == {evaluate.CLOZE_TASK, evaluate.PERPLEXITY_TASK}
+        assert set(paths) == {CLOZE_TASK, PERPLEXITY_TASK}
         outputs[name] = {t: p.with_suffix(".jsonl").read_text() for t, p in paths.items()}
     assert outputs["a"] == outputs["b"]
     assert outputs["a"] != outputs["c"]
 
     texts = {json.loads(line)["id"]: json.loads(line)["text"] for line in lines}
-    items = [json.loads(line) for line in outputs["a"][evaluate.CLOZE_TASK].splitlines()]
+    items = [json.loads(line) for line in outputs["a"][CLOZE_TASK].splitlines()]
     assert len(items) == 10 and len({item["doc_id"] for item in items}) > 1
     for item in items:
         assert f"{item['context']} {item['target']}" in texts[item["doc_id"]]
@@ -105,9 +121,9 @@ def test_items_are_deterministic_and_independent_of_document_order(
 
 def test_offline_task_folder_is_never_overwritten(tmp_path: Path, test_split: Path) -> None:
     train = test_split.with_name("train.jsonl")
-    evaluate.build_offline_tasks(test_split, tmp_path / "tasks", 2, 1, train_jsonl=train)
+    build_offline_tasks(test_split, tmp_path / "tasks", 2, 1, train_jsonl=train)
     with pytest.raises(FileExistsError):
-        evaluate.build_offline_tasks(test_split, tmp_path / "tasks", 2, 1, train_jsonl=train)
+        build_offline_tasks(test_split, tmp_path / "tasks", 2, 1, train_jsonl=train)
 
 
 def _prose(rng: random.Random, sentences: int) -> str:
@@ -122,7 +138,7 @@ def _write_split(path: Path, texts: dict[str, str]) -> Path:
     return path
 
 
-def _ngrams(text: str, n: int = evaluate.DECONTAMINATION_WORDS) -> set[tuple[str, ...]]:
+def _ngrams(text: str, n: int = DECONTAMINATION_WORDS) -> set[tuple[str, ...]]:
     words = re.findall(r"[a-z0-9]+", text.lower())
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
@@ -132,13 +148,13 @@ def test_shared_ngrams_match_13_words_whatever_the_case_and_punctuation() -> Non
     words = text.split()
     reprint = " ".join(words[10:23]).upper().replace(".", ";\n")
     held = [f"zzz {reprint} yyy", " ".join(words[10:22]), " ".join([*words[10:22], "zzz"])]
-    shared = evaluate.SharedNgrams(held, [text])
+    shared = SharedNgrams(held, [text])
     assert shared.overlaps(reprint)
     assert shared.overlaps(held[0])
     assert not shared.overlaps(held[1])  # 12 words are not enough
     assert not shared.overlaps(held[2])
-    assert not evaluate.SharedNgrams(held, []).overlaps(held[0])
-    assert not evaluate.SharedNgrams([], [text]).overlaps(reprint)  # kept: only what held-out has
+    assert not SharedNgrams(held, []).overlaps(held[0])
+    assert not SharedNgrams([], [text]).overlaps(reprint)  # kept: only what held-out has
 
 
 def test_shared_ngrams_keep_what_held_out_text_shares_and_nothing_else() -> None:
@@ -148,9 +164,9 @@ def test_shared_ngrams_keep_what_held_out_text_shares_and_nothing_else() -> None
     train = _prose(rng, 200)
     copied = " ".join(train.split()[300:320])  # 20 words: 8 shared 13-grams
     held = f"{_prose(rng, 3)} {copied}"
-    shared = evaluate.SharedNgrams([held], [train, _prose(rng, 50)])
+    shared = SharedNgrams([held], [train, _prose(rng, 50)])
     assert len(np.unique(shared._shared)) == shared._shared.size == 8
-    assert set(shared._word_keys) == set(evaluate.SharedNgrams._WORD.findall(held.lower()))
+    assert set(shared._word_keys) == set(SharedNgrams._WORD.findall(held.lower()))
 
 
 def test_heldout_tasks_drop_what_train_contains(tmp_path: Path) -> None:
@@ -169,16 +185,16 @@ def test_heldout_tasks_drop_what_train_contains(tmp_path: Path) -> None:
     test_texts["special"] = " ".join([*words[:10], EOS_TOKEN, *words[11:]])  # in passage 0
     train = _write_split(tmp_path / "train.jsonl", train_texts)
     test = _write_split(tmp_path / "test.jsonl", test_texts)
-    paths = evaluate.build_offline_tasks(
+    paths = build_offline_tasks(
         test, tmp_path / "tasks", n_cloze=100, n_docs=10, train_jsonl=train, context_words=20
     )
     records = {
         task: [json.loads(line) for line in path.with_suffix(".jsonl").read_text().splitlines()]
         for task, path in paths.items()
     }
-    assert sorted(doc["id"] for doc in records[evaluate.PERPLEXITY_TASK]) == ["clean", "near"]
+    assert sorted(doc["id"] for doc in records[PERPLEXITY_TASK]) == ["clean", "near"]
     train_ngrams = set().union(*map(_ngrams, train_texts.values()))
-    items = records[evaluate.CLOZE_TASK]
+    items = records[CLOZE_TASK]
     assert all(not _ngrams(f"{i['context']} {i['target']}") & train_ngrams for i in items)
     assert all(EOS_TOKEN not in item["context"] for item in items)
     assert {item["doc_id"] for item in items} == set(test_texts)  # per passage
@@ -186,26 +202,26 @@ def test_heldout_tasks_drop_what_train_contains(tmp_path: Path) -> None:
     every = [
         f"{doc_id}#{k}"
         for doc_id, text in test_texts.items()
-        for k in range(len(evaluate.cloze_passages(text, 20)))
+        for k in range(len(cloze_passages(text, 20)))
     ]
-    record = json.loads((tmp_path / "tasks" / evaluate.DECONTAMINATION_FILE).read_text())
-    dropped = record["tasks"][evaluate.CLOZE_TASK]["dropped"]
-    assert set(dropped) == set(record["reasons"]) == set(evaluate.EXCLUSION_REASONS)
-    assert dropped[evaluate.TRAIN_NGRAM]
-    assert all(item_id.startswith("copy#") for item_id in dropped[evaluate.TRAIN_NGRAM])
-    passages = evaluate.cloze_passages(test_texts["special"], 20)
+    record = json.loads((tmp_path / "tasks" / DECONTAMINATION_FILE).read_text())
+    dropped = record["tasks"][CLOZE_TASK]["dropped"]
+    assert set(dropped) == set(record["reasons"]) == set(EXCLUSION_REASONS)
+    assert dropped[TRAIN_NGRAM]
+    assert all(item_id.startswith("copy#") for item_id in dropped[TRAIN_NGRAM])
+    passages = cloze_passages(test_texts["special"], 20)
     holding = [f"special#{k}" for k, (context, _) in enumerate(passages) if EOS_TOKEN in context]
-    assert dropped[evaluate.SPECIAL_TOKEN_TEXT] == holding and holding
-    left_out = dropped[evaluate.TRAIN_NGRAM] + dropped[evaluate.SPECIAL_TOKEN_TEXT]
+    assert dropped[SPECIAL_TOKEN_TEXT] == holding and holding
+    left_out = dropped[TRAIN_NGRAM] + dropped[SPECIAL_TOKEN_TEXT]
     assert sorted(item["id"] for item in items) == sorted(set(every) - set(left_out))
-    assert record["tasks"][evaluate.PERPLEXITY_TASK] == {
+    assert record["tasks"][PERPLEXITY_TASK] == {
         "candidates": 4,
-        "dropped": {evaluate.TRAIN_NGRAM: ["copy"], evaluate.SPECIAL_TOKEN_TEXT: ["special"]},
+        "dropped": {TRAIN_NGRAM: ["copy"], SPECIAL_TOKEN_TEXT: ["special"]},
     }
-    metadata = yaml.safe_load(paths[evaluate.CLOZE_TASK].read_text())["metadata"]
-    assert metadata["version"] == evaluate.HELDOUT_TASKS_VERSION
+    metadata = yaml.safe_load(paths[CLOZE_TASK].read_text())["metadata"]
+    assert metadata["version"] == HELDOUT_TASKS_VERSION
     assert metadata["candidates"] == len(every)
-    assert metadata["dropped_train_ngram"] == len(dropped[evaluate.TRAIN_NGRAM])
+    assert metadata["dropped_train_ngram"] == len(dropped[TRAIN_NGRAM])
     assert metadata["dropped_special_token_text"] == len(holding)
 
 
@@ -238,11 +254,11 @@ def _manual_rolling(model, tokens: list[int], prefix: int, max_length: int) -> f
 def test_lm_eval_loglikelihoods_match_a_manual_forward_pass(
     heldout_tasks: Path, checkpoint: Path
 ) -> None:
-    lm = evaluate.load_lm(checkpoint, batch_size=4)
-    output = evaluate.run_tasks(
+    lm = load_lm(checkpoint, batch_size=4)
+    output = run_tasks(
         lm,
         [heldout_tasks],
-        [evaluate.CLOZE_TASK, evaluate.PERPLEXITY_TASK],
+        [CLOZE_TASK, PERPLEXITY_TASK],
         limit=3,
         log_samples=True,
     )
@@ -250,7 +266,7 @@ def test_lm_eval_loglikelihoods_match_a_manual_forward_pass(
     assert [len(output["samples"][task]) for task in output["samples"]] == [3, 3]
     assert max_length == model.config.max_position_embeddings == 16
 
-    for sample in output["samples"][evaluate.CLOZE_TASK]:
+    for sample in output["samples"][CLOZE_TASK]:
         ((context, continuation),) = sample["arguments"]
         assert continuation == " " + sample["doc"]["target"]
         # No BOS is prepended (GPT-NeoX tokenizers add none); context and continuation encode
@@ -265,7 +281,7 @@ def test_lm_eval_loglikelihoods_match_a_manual_forward_pass(
         assert loglikelihood == pytest.approx(expected, abs=1e-4)
         assert is_greedy == greedy
 
-    for sample in output["samples"][evaluate.PERPLEXITY_TASK]:
+    for sample in output["samples"][PERPLEXITY_TASK]:
         ((text,),) = sample["arguments"]
         tokens = tokenizer.encode(text)
         assert len(tokens) > 2 * max_length  # several windows
@@ -274,15 +290,15 @@ def test_lm_eval_loglikelihoods_match_a_manual_forward_pass(
 
 
 def test_results_do_not_depend_on_batch_size(heldout_tasks: Path, checkpoint: Path) -> None:
-    tasks = [evaluate.CLOZE_TASK, evaluate.PERPLEXITY_TASK]
+    tasks = [CLOZE_TASK, PERPLEXITY_TASK]
     by_batch = {
-        size: evaluate.evaluate_checkpoint(checkpoint, [heldout_tasks], tasks, batch_size=size)
+        size: evaluate_checkpoint(checkpoint, [heldout_tasks], tasks, batch_size=size)
         for size in (1, 8)
     }
-    assert set(by_batch[1][evaluate.CLOZE_TASK]) == {
+    assert set(by_batch[1][CLOZE_TASK]) == {
         "acc", "acc_stderr", "perplexity", "perplexity_stderr"
     }  # fmt: skip
-    assert set(by_batch[1][evaluate.PERPLEXITY_TASK]) == {
+    assert set(by_batch[1][PERPLEXITY_TASK]) == {
         "word_perplexity", "byte_perplexity", "bits_per_byte"
     }  # fmt: skip
     for task in tasks:
@@ -296,19 +312,19 @@ def test_results_do_not_depend_on_batch_size(heldout_tasks: Path, checkpoint: Pa
 def _write_overrides(out_dir: Path) -> list[str]:
     for task in EXPECTED_METRICS:
         split = SCORED_SPLIT.get(task, "test")
-        evaluate.standard_task_override(task, {split: str(SAMPLES_DIR / f"{task}.jsonl")}, out_dir)
+        standard_task_override(task, {split: str(SAMPLES_DIR / f"{task}.jsonl")}, out_dir)
     return list(EXPECTED_METRICS)
 
 
 def test_standard_overrides_evaluate_on_the_sample_items(tmp_path: Path, checkpoint: Path) -> None:
     tasks = _write_overrides(tmp_path)
     # 64 tokens: some sample answers are longer than the tiny model's 16-token context.
-    results = evaluate.evaluate_checkpoint(checkpoint, [tmp_path], tasks, limit=3, max_length=64)
+    results = evaluate_checkpoint(checkpoint, [tmp_path], tasks, limit=3, max_length=64)
     assert set(results) == set(tasks)
     for task, metrics in EXPECTED_METRICS.items():
         assert metrics <= set(results[task]), task
         assert all(math.isfinite(results[task][metric]) for metric in metrics)
-    rows = evaluate.evaluation_rows(results)
+    rows = evaluation_rows(results)
     assert {"metric": "sciq/acc", "value": results["sciq"]["acc"],
             "stderr": results["sciq"]["acc_stderr"]} in rows  # fmt: skip
 
@@ -321,11 +337,9 @@ def test_parquet_data_give_the_same_results_as_jsonl(tmp_path: Path, checkpoint:
     pd.read_json(jsonl, lines=True).to_parquet(parquet)
     results = []
     for name, data in [("jsonl", jsonl), ("parquet", parquet)]:
-        path = evaluate.standard_task_override("piqa", {"validation": str(data)}, tmp_path / name)
+        path = standard_task_override("piqa", {"validation": str(data)}, tmp_path / name)
         assert yaml.safe_load(path.read_text())["dataset_path"] == name.removesuffix("l")
-        results.append(
-            evaluate.evaluate_checkpoint(checkpoint, [tmp_path / name], ["piqa"], max_length=64)
-        )
+        results.append(evaluate_checkpoint(checkpoint, [tmp_path / name], ["piqa"], max_length=64))
     assert results[0] == results[1]
 
 
@@ -344,7 +358,7 @@ def test_standard_overrides_copy_the_builtin_task(tmp_path: Path) -> None:
 
     _write_overrides(tmp_path)
     builtin_root = Path(lm_eval.tasks.__file__).parent
-    for task, relative in evaluate.STANDARD_TASKS.items():
+    for task, relative in STANDARD_TASKS.items():
         ours = load_yaml(tmp_path / f"{task}.yaml")
         assert ours["dataset_path"] == "json" and ours["dataset_name"] is None
         assert _comparable(ours) == _comparable(load_yaml(builtin_root / relative)), task
@@ -353,12 +367,12 @@ def test_standard_overrides_copy_the_builtin_task(tmp_path: Path) -> None:
 def test_standard_override_checks_its_splits(tmp_path: Path) -> None:
     sample = str(SAMPLES_DIR / "piqa.jsonl")
     with pytest.raises(ValueError, match="'validation'"):
-        evaluate.standard_task_override("piqa", {"test": sample}, tmp_path)
+        standard_task_override("piqa", {"test": sample}, tmp_path)
     with pytest.raises(ValueError, match="JSON/JSONL or all Parquet"):
-        evaluate.standard_task_override("piqa", {"validation": "piqa.csv"}, tmp_path)
+        standard_task_override("piqa", {"validation": "piqa.csv"}, tmp_path)
     with pytest.raises(ValueError, match="unknown standard task"):
-        evaluate.standard_task_override("hellaswag", {"test": sample}, tmp_path)
-    path = evaluate.standard_task_override(
+        standard_task_override("hellaswag", {"test": sample}, tmp_path)
+    path = standard_task_override(
         "storycloze", {"test": str(SAMPLES_DIR / "storycloze_2016.jsonl")}, tmp_path
     )
     assert path == tmp_path / "storycloze_2016.yaml"
@@ -366,10 +380,10 @@ def test_standard_override_checks_its_splits(tmp_path: Path) -> None:
 
 def test_unknown_task_names_fail_before_evaluation(heldout_tasks: Path, checkpoint: Path) -> None:
     with pytest.raises(ValueError, match="sciq"):
-        evaluate.evaluate_checkpoint(checkpoint, [heldout_tasks], ["sat_cloze", "sciq"])
+        evaluate_checkpoint(checkpoint, [heldout_tasks], ["sat_cloze", "sciq"])
 
 
-# ---------------------------------------------------------------------------- results and selection
+# ---------------------------------------------------------------------------- results
 
 
 def test_tidy_results_and_rows() -> None:
@@ -380,7 +394,7 @@ def test_tidy_results_and_rows() -> None:
             "word_perplexity_stderr,none": "N/A", "exact_match,strict-match": 1.0,
         }
     }  # fmt: skip
-    tidy = evaluate.tidy_results(raw)
+    tidy = tidy_results(raw)
     assert tidy == {
         "t": {
             "acc": 0.5,
@@ -389,47 +403,8 @@ def test_tidy_results_and_rows() -> None:
             "exact_match_strict-match": 1.0,
         }
     }
-    rows = evaluate.evaluation_rows(tidy)
+    rows = evaluation_rows(tidy)
     assert [row["metric"] for row in rows] == [
         "t/acc", "t/exact_match_strict-match", "t/word_perplexity"
     ]  # fmt: skip
     assert rows[0]["stderr"] == 0.25 and math.isnan(rows[2]["stderr"])
-
-
-STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 100, 200, 300, 400]
-
-
-@pytest.mark.parametrize(
-    ("every_k", "last_n", "include", "best_step", "expected"),
-    [
-        (None, None, [], None, [400]),
-        (4, None, [], None, [0, 8, 100, 400]),
-        (None, 3, [], None, [200, 300, 400]),
-        (None, None, ["best", "final", "64"], 100, [64, 100, 400]),
-        (1, None, [], None, STEPS),
-    ],
-)
-def test_select_checkpoints(
-    every_k: int | None,
-    last_n: int | None,
-    include: list[str],
-    best_step: int | None,
-    expected: list[int],
-) -> None:
-    selected = evaluate.select_checkpoints(STEPS[::-1], every_k, last_n, include, best_step)
-    assert selected == expected
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"include": ["best"]}, "best_step"),
-        ({"include": ["best"], "best_step": 7}, "not a harvested"),
-        ({"include": ["latest"]}, "not 'final'"),
-        ({"every_k": 0}, "at least 1"),
-    ],
-)
-def test_select_checkpoints_rejects(kwargs: dict, message: str) -> None:
-    arguments = {"every_k": None, "last_n": None, "include": []} | kwargs
-    with pytest.raises(ValueError, match=message):
-        evaluate.select_checkpoints(STEPS, **arguments)

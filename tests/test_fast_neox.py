@@ -9,17 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from saturation.fast_neox import FastGPTNeoX, TransformersLoss, linear_cross_entropy
-from saturation.model import ModelShape, build_model
+from benchmarks.baselines import TransformersLoss
+from saturation.model.losses import linear_cross_entropy
+from saturation.model.neox import FastGPTNeoX
+from saturation.model.shape import ModelShape, build_model, shape_from_recipe
 from saturation.schedule import learning_rate
 from saturation.tokens import open_tokens, read_header
-from saturation.train import (
-    TokenBatches,
-    TrainConfig,
-    make_optimizer,
-    optimizer_step,
-    shape_from_recipe,
-)
+from saturation.train.data import TokenBatches
+from saturation.train.recipe import TrainConfig
+from saturation.train.step import make_optimizer, optimizer_step
 from tests.conftest import tiny_recipe, train_tiny
 
 # fp32 on CPU, 200 steps from one init and one data order: only summation order differs (fused

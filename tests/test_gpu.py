@@ -14,18 +14,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from saturation.fast_neox import FastGPTNeoX, TransformersLoss, linear_cross_entropy
-from saturation.model import ModelShape, build_model
+from benchmarks.baselines import TransformersLoss
+from saturation.model.losses import linear_cross_entropy
+from saturation.model.neox import FastGPTNeoX
+from saturation.model.shape import ModelShape, build_model
 from saturation.tokenizer import train_bpe_tokenizer
 from saturation.tokens import open_tokens, tokenize_split
-from saturation.train import (
-    TokenBatches,
-    TrainConfig,
-    TrainingStopped,
-    choose_speed_path,
-    make_optimizer,
-    optimizer_step,
-)
+from saturation.train.data import TokenBatches
+from saturation.train.recipe import TrainConfig
+from saturation.train.signals import TrainingStopped
+from saturation.train.speed import choose_speed_path
+from saturation.train.step import make_optimizer, optimizer_step
 from tests.conftest import ROOT, tiny_recipe, train_tiny
 
 pytestmark = [

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from saturation.fast_neox import NeoXArchitecture
-from saturation.neox_checkpoint import load_fast_neox
+from saturation.model.neox import NeoXArchitecture
+from saturation.model.weights import load_fast_neox
 
 
 def transformers_logits(folder: Path, ids: torch.Tensor) -> torch.Tensor:
@@ -34,7 +34,7 @@ def test_logits_match_transformers_without_importing_it(tiny_run: Path) -> None:
         ours = load_fast_neox(folder).logits(ids)
     assert_same_logits(ours, transformers_logits(folder, ids))
     probe = (  # a fresh interpreter: this test process has transformers loaded already
-        "import sys; from saturation.neox_checkpoint import load_fast_neox; "
+        "import sys; from saturation.model.weights import load_fast_neox; "
         f"load_fast_neox({str(folder)!r}); print('transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -10,14 +10,8 @@ import yaml
 
 from saturation import plan as plan_module
 from saturation.config import validate_config
-from saturation.corpus import source_fingerprint
-from saturation.plan import (
-    corpus_sources,
-    make_plan,
-    pretrained_tokenizer,
-    stage_id,
-    write_plan_records,
-)
+from saturation.plan import make_plan, stage_id, write_plan_records
+from saturation.tokenizer import pretrained_tokenizer
 from tests.test_config import merged
 
 
@@ -160,22 +154,6 @@ def test_recipes_read_the_same_whatever_the_key_order(config: dict) -> None:
     assert texts == [(s.stage, s.name, repr(s.recipe)) for s in shuffled.stages()]
 
 
-def test_corpus_sources_come_back_from_the_recipe(tmp_path: Path) -> None:
-    """The corpus job reads its sources from its recipe: they must be the configured ones."""
-    (tmp_path / "a.txt").write_text("some text")
-    (tmp_path / "rows.jsonl").write_text('{"text": "a row"}\n')
-    sources = [
-        {"builtin": "kjv"},
-        {"text": str(tmp_path / "*.txt")},
-        {"hf": {"path": "json", "data_files": str(tmp_path / "rows.jsonl"), "split": "train"}},
-    ]
-    recipe = make_plan(validate_config(merged({"corpus": {"sources": sources}}))).corpus.recipe
-    recovered = corpus_sources(recipe)
-    assert [next(iter(s)) for s in recovered] == ["builtin", "text", "hf"]
-    assert recovered[1] == {"text": [str(tmp_path / "*.txt")]}
-    assert [source_fingerprint(s) for s in recovered] == recipe["sources"]
-
-
 def test_a_pretrained_tokenizer_is_its_files(tmp_path: Path) -> None:
     """Its id hashes the folder's files (vocab_size does not apply); the job checks the files are
     still those before copying them."""
@@ -191,3 +169,55 @@ def test_a_pretrained_tokenizer_is_its_files(tmp_path: Path) -> None:
     (folder / "tokenizer.json").write_text('{"changed": true}')
     with pytest.raises(ValueError, match=r"^tokenizer\.pretrained: .* changed"):
         pretrained_tokenizer(plan.tokenizer.recipe, str(folder))
+
+
+def test_rules_and_input_functions_read_one_template(config: dict) -> None:
+    """A rule's output pattern, its id and fields filled in, is the path input functions ask the
+    same stage for: each file is named once, in its kind's template."""
+    plan = make_plan(config)
+    run = plan.runs["w64-s0"]
+    for stage in (run.analyze, run.harvest, *run.evaluate.values(), run.benchmarks, run.pretrain):
+        for role in plan_module.KINDS[stage.stage].files:
+            pattern = plan.pattern(stage.stage, role).replace(f"{{{stage.stage}_id}}", stage.id)
+            assert pattern.format(step=4) == stage.file(role, step=4), (stage.stage, role)
+    assert plan.tokens.file("bin") == f"{plan.tokens.dir}/{{split}}.bin"  # unfilled: a wildcard
+    assert plan.tokens.file("bin", split="val") == f"{plan.tokens.dir}/val.bin"
+    with pytest.raises(KeyError, match="writes no 'model'"):
+        run.analyze.file("model")
+
+
+def test_a_job_finds_its_stage_and_run_from_the_id(config: dict) -> None:
+    plan = make_plan(config)
+    for run in plan.runs.values():
+        for stage in run.stages():
+            assert plan.find(stage.id) == (stage, run)
+    assert plan.find(plan.tokens.id) == (plan.tokens, None)
+    with pytest.raises(KeyError, match="no stage of this plan has id 000000000000"):
+        plan.find("0" * 12)
+    harvests = {run.harvest.id for run in plan.runs.values()}
+    assert set(plan.ids("harvest", source="pretrain").split("|")) == harvests
+    assert plan.ids("harvest", source="elsewhere") == "-"  # a constraint no id matches
+
+
+def test_runs_are_keyed_by_name_with_attributes(config: dict) -> None:
+    plan = make_plan(config)
+    run = plan.runs["w128-s0"]
+    assert run.source == "pretrain" and run.harvest_rule == "harvest"
+    assert dict(run.attributes) == {"family": "gpt_neox", "width": 128, "layers": 2, "seed": 0}
+    assert plan.tables.recipe["runs"]["w128-s0"] == {
+        "source": "pretrain",
+        "attributes": dict(run.attributes),
+        "analyze": run.analyze.id,
+        "benchmarks": run.benchmarks.id,
+    }
+
+
+def test_two_runs_of_one_name_are_refused(config: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every table row is keyed by run name: a second source naming a run the same is an error."""
+    from saturation.config import ConfigError
+    from saturation.plan import build
+    from saturation.plan.pretrained import pretrained_runs
+
+    monkeypatch.setattr(build, "RUN_SOURCES", (pretrained_runs, pretrained_runs))
+    with pytest.raises(ConfigError, match="run 'w32-s0' is configured twice"):
+        make_plan(config)

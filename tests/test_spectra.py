@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from saturation.spectra import (
-    effective_rank,
-    load_head,
-    singular_entropy,
-    singular_values,
-    w_error,
-)
+from saturation.measure.spectra import effective_rank, singular_entropy, singular_values, w_error
+from saturation.model.heads import LinearHead
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -22,7 +17,7 @@ def test_against_the_definition(seed: int) -> None:
     rng = np.random.default_rng(seed)
     head = rng.normal(size=(200, 24)) @ np.diag(rng.uniform(0.01, 3, 24))
     sigma = singular_values(head.astype(np.float32))
-    # independent: eigenvalues of WᵀW, then the formulas of SCIENCE.md §2 written out
+    # independent: eigenvalues of WᵀW, then the formulas of SCIENCE-NOTES written out
     reference = np.sqrt(np.clip(np.sort(np.linalg.eigvalsh(head.T @ head))[::-1], 0, None))
     np.testing.assert_allclose(sigma, reference, rtol=1e-5)
     p = reference / reference.sum()
@@ -87,10 +82,12 @@ def test_non_finite_spectra_are_refused_not_reported_as_collapse(bad: float) -> 
 
 
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
-def test_load_head_refuses_a_non_finite_head_naming_the_file(bad: float, tmp_path: Path) -> None:
+def test_reading_the_head_refuses_a_non_finite_one_naming_the_file(
+    bad: float, tmp_path: Path
+) -> None:
     head = np.random.default_rng(1).normal(size=(12, 4)).astype(np.float32)
     head[10, 2] = bad  # a padded row: sliced away before the check
     save_file({"embed_out.weight": head}, str(tmp_path / "model.safetensors"))
-    np.testing.assert_array_equal(load_head(tmp_path, n_rows=10), head[:10])
+    np.testing.assert_array_equal(LinearHead.read_matrix(tmp_path, n_rows=10), head[:10])
     with pytest.raises(ValueError, match=r"model\.safetensors: LM head embed_out\.weight has 1 "):
-        load_head(tmp_path)
+        LinearHead.read_matrix(tmp_path)

@@ -14,6 +14,7 @@ from saturation.checkpoints import CheckpointEntry, write_manifest
 from saturation.figures import FIGURES, anisotropy_depth, loss_curve, spectrum_heatmap
 from saturation.summary import best_vs_final
 from saturation.tables import (
+    RUNS_COLUMNS,
     SPECTRUM_COLUMNS,
     TIDY_COLUMNS,
     RunMeasurements,
@@ -22,17 +23,19 @@ from saturation.tables import (
     run_benchmarks,
     run_metrics,
     run_spectra,
+    runs_table,
     write_tidy_table,
 )
 
 
-def fake_run(root: Path, width: int, losses: list[float]) -> RunMeasurements:
+def fake_run(root: Path, width: int, losses: list[float], seed: int = 0) -> RunMeasurements:
     steps = [0, 1, 2, 4, 8][: len(losses)]
     entries = [CheckpointEntry(s, s * 100, f"ckpt/step{s}", "0" * 64) for s in steps]
-    write_manifest(root / f"manifest{width}.csv", entries)
+    name = f"w{width}-s{seed}"
+    write_manifest(root / f"manifest-{name}.csv", entries)
     metrics = {}
     for step, loss in zip(steps, losses, strict=True):
-        path = root / f"w{width}-step{step}" / "metrics.json"
+        path = root / f"{name}-step{step}" / "metrics.json"
         path.parent.mkdir()
         record = {
             "metrics": {"val_loss": loss, "singular_entropy": 0.1 + loss / 100}
@@ -43,7 +46,7 @@ def fake_run(root: Path, width: int, losses: list[float]) -> RunMeasurements:
         path.write_text(json.dumps(record))
         np.save(path.with_name("singular_values.npy"), np.linspace(width, 1, width) / (step + 1))
         metrics[step] = str(path)
-    return RunMeasurements(f"w{width}-s0", width, 0, str(root / f"manifest{width}.csv"), metrics)
+    return RunMeasurements(name, width, seed, str(root / f"manifest-{name}.csv"), metrics)
 
 
 @pytest.fixture
@@ -129,13 +132,14 @@ def test_spectra_table(spectra: pd.DataFrame) -> None:
 def test_spectrum_heatmap_draws_sigma_ratios(spectra: pd.DataFrame, tmp_path: Path) -> None:
     fig = spectrum_heatmap.plot(spectra, tmp_path / "f.png", tmp_path / "f.pdf")
     axes = [ax for ax in fig.axes if ax.get_title()]  # the panels, not the colour bar
-    assert [ax.get_title() for ax in axes] == ["width 32 (all 32 σ)", "width 64 (all 64 σ)"]
+    titles = [ax.get_title() for ax in axes]
+    assert titles == ["w32-s0: width 32, all 32 σ", "w64-s0: width 64, all 64 σ"]
     assert "top 100" not in fig.get_suptitle()  # no width here has more than 100 values
     cells = axes[0].collections[0].get_array().reshape(32, 5)  # rank 1 first (top), then steps
     sigma = np.linspace(32, 1, 32)
     np.testing.assert_allclose(cells[:, 3], sigma / sigma[0])  # steps 0 1 2 4 8: scale-free
     wide = spectra.assign(rank=spectra["rank"] * 4)  # 256 ranks for width 64
-    assert spectrum_heatmap.shown_ranks(wide[wide.width == 64]) == "top 100 of 256 σ"
+    assert spectrum_heatmap.shown_ranks(wide[wide.run == "w64-s0"]) == "top 100 of 256 σ"
 
 
 def test_loss_curve_draws_each_width_and_its_minimum(table: pd.DataFrame, tmp_path: Path) -> None:
@@ -173,3 +177,33 @@ def test_figures_render_png_and_pdf(
 def test_figure_refuses_a_table_without_its_metric(table: pd.DataFrame, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="val_loss"):
         loss_curve.plot(table[table.metric != "val_loss"], tmp_path / "f.png", tmp_path / "f.pdf")
+
+
+def test_runs_of_one_width_are_never_averaged(tmp_path: Path) -> None:
+    """Two seeds (or two sources) of one width are two models: each keeps its own line and its
+    own minimum, in the colour of the width."""
+    runs = [fake_run(tmp_path, 32, [6.0, 5.0, 4.5]), fake_run(tmp_path, 32, [7.0, 5.5, 5.8], 1)]
+    paths = []
+    for run in runs:
+        paths.append(tmp_path / f"{run.run}.csv")
+        run_metrics(run).to_csv(paths[-1], index=False)
+    table = combine_run_tables(paths)
+    assert list(table.drop_duplicates("run").run) == ["w32-s0", "w32-s1"]  # ordered, not mixed
+    ax = loss_curve.plot(table, tmp_path / "f.png", tmp_path / "f.pdf").axes[0]
+    lines = sorted(list(line.get_ydata()) for line in ax.lines if len(line.get_xdata()) == 3)
+    assert lines == [[6.0, 5.0, 4.5], [7.0, 5.5, 5.8]]  # not their mean, 6.5 5.25 5.15
+    stars = sorted(tuple(xy) for c in ax.collections for xy in c.get_offsets().tolist())
+    assert stars == [(1.0, 5.5), (2.0, 4.5)]
+
+
+def test_runs_table_lists_each_run_and_its_attributes() -> None:
+    recipe = {
+        "w64-s0": {"source": "pretrain", "attributes": {"family": "gpt_neox", "width": 64,
+                                                        "layers": 2, "seed": 0}},
+        "pythia-70m": {"source": "hub", "attributes": {"family": "gpt_neox", "width": 512,
+                                                       "layers": 6, "seed": 0, "revision": "x"}},
+    }  # fmt: skip
+    table = runs_table(recipe)
+    assert list(table.columns) == [*RUNS_COLUMNS, "revision"]
+    assert list(table.run) == ["w64-s0", "pythia-70m"]  # by width
+    assert table.set_index("run").loc["pythia-70m", "source"] == "hub"

@@ -16,15 +16,13 @@ import torch
 from transformers import AutoTokenizer, GPTNeoXForCausalLM
 
 from saturation.checkpoints import CorruptCheckpointError, harvest, list_checkpoint_dirs
-from saturation.model import parameter_count
-from saturation.train import (
-    PrecisionMismatchError,
-    TokenBatches,
-    TrainConfig,
-    TrainingStopped,
-    choose_speed_path,
-    truncate_metrics,
-)
+from saturation.model.shape import parameter_count
+from saturation.train.data import TokenBatches
+from saturation.train.metrics_log import truncate_metrics
+from saturation.train.recipe import TrainConfig
+from saturation.train.resume import PrecisionMismatchError
+from saturation.train.signals import TrainingStopped
+from saturation.train.speed import choose_speed_path
 from tests.conftest import metrics_lines, start_training, tiny_recipe, train_tiny
 
 
@@ -57,7 +55,7 @@ def test_checkpoints_on_schedule_and_loadable(tiny_run: Path, tiny_data: dict) -
     assert model.config.use_parallel_residual and not model.config.tie_word_embeddings
     assert model.config.rope_parameters["partial_rotary_factor"] == 0.25
     assert model.config.vocab_size % 128 == 0 and model.config.vocab_size >= len(tokenizer)
-    expected = parameter_count(16, 1, model.config.vocab_size)  # SCIENCE.md §4's formula
+    expected = parameter_count(16, 1, model.config.vocab_size)  # the formula in SCIENCE-NOTES
     assert sum(p.numel() for p in model.parameters()) == expected
     ids = tokenizer("In the beginning", return_tensors="pt").input_ids
     with torch.no_grad():

@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmarks.stage_costs import read_job_costs, stage_costs, to_markdown
 from saturation.config import load_config
+from saturation.evaluate.tasks import SAMPLES_DIR
 from saturation.figures import FIGURES
-from saturation.jobcosts import read_job_costs, stage_costs, to_markdown
 from saturation.plan import FORMAT_VERSIONS, make_plan
-from saturation.tasks import SAMPLES_DIR
 from tests.conftest import MICRO, SNAKEFILE, snakemake, write_config
 
 pytestmark = pytest.mark.slow

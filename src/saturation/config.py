@@ -6,6 +6,7 @@ before any job is scheduled.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,22 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
+def schema_defaults(schema: Mapping[str, Any]) -> Any:
+    """What validate() fills in for an absent value: its `default`, and inside an object the
+    defaults of its own properties (those that state one)."""
+    value = copy.deepcopy(schema.get("default"))
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in value and "default" in sub:
+                value[key] = schema_defaults(sub)
+    return value
+
+
+def section_defaults(section: str) -> dict[str, Any]:
+    """The schema's defaults of one top-level section, e.g. `runtime`."""
+    return schema_defaults(load_schema()["properties"][section])
+
+
 def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> dict[str, Any]:
     """Validate in place with Snakemake's validate() (which fills defaults), then check semantics."""
     from snakemake.exceptions import WorkflowError
@@ -90,8 +107,6 @@ def normalise_numbers(value: Any, schema: Mapping[str, Any]) -> Any:
 def merge_configs(base: Mapping[str, Any], *overrides: Mapping[str, Any]) -> dict[str, Any]:
     """What `--configfile` does on top of the embedded default: Snakemake's own update_config
     (mappings merge, lists replace), on copies."""
-    import copy
-
     from snakemake.utils import update_config
 
     config = copy.deepcopy(dict(base))

@@ -60,7 +60,7 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
     anisotropy = _series(run, "anisotropy_last")
     rank = _series(run, "effective_rank")
     # d of ln d: the head's number of singular values, min(V, width), recovered exactly from the
-    # two stored spectrum statistics (effective rank = d · exp(−KL), SCIENCE.md §2)
+    # two stored spectrum statistics (effective rank = d · exp(−KL), docs/SCIENCE-NOTES.md)
     n_sigma = round(rank.iloc[-1] * math.exp(kl.iloc[-1]))
     width = int(run["width"].iloc[0])
     best, final_step = best_step(run), int(loss.index[-1])

@@ -1,8 +1,10 @@
 """The tidy tables, the only thing figures and summaries read.
 
-`metrics`: one row per run × checkpoint × metric (benchmarks as `task/metric`, with lm-eval's
-stderr; NaN for measurements without one). `spectra`: one row per run × checkpoint × singular
-value of the LM head (rank 1 = largest), so spectrum figures need no model files.
+Rows are keyed by `run` (unique); `width` and `seed` ride along as attributes. `metrics`: one row
+per run × checkpoint × metric (benchmarks as `task/metric`, with lm-eval's stderr; NaN for
+measurements without one). `spectra`: one row per run × checkpoint × singular value of the LM
+head (rank 1 = largest), so spectrum figures need no model files. `runs`: one row per run, its
+source (where its checkpoints come from) and every attribute (family, width, layers, seed, …).
 """
 
 from __future__ import annotations
@@ -12,17 +14,21 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from saturation.analysis import SIGMA_FILE
 from saturation.checkpoints import read_manifest
 from saturation.io import atomic_path
+from saturation.plan.stages import KINDS
 
 RUN_COLUMNS = ["run", "width", "seed", "step", "tokens"]
 TIDY_COLUMNS = [*RUN_COLUMNS, "metric", "value", "stderr"]
 SPECTRUM_COLUMNS = [*RUN_COLUMNS, "rank", "sigma"]
+RUNS_COLUMNS = ["run", "source", "family", "width", "layers", "seed"]  # then other attributes
+# the raw spectrum's file, beside each checkpoint's metrics.json
+SIGMA_FILE = Path(KINDS["analyze"].files["sigma"]).name
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class RunMeasurements:
 
 
 def _sorted(table: pd.DataFrame, last: str) -> pd.DataFrame:
-    return table.sort_values(["width", "seed", "step", last], ignore_index=True)
+    return table.sort_values(["width", "seed", "run", "step", last], ignore_index=True)
 
 
 def run_metrics(run: RunMeasurements) -> pd.DataFrame:
@@ -65,12 +71,24 @@ def run_spectra(run: RunMeasurements) -> pd.DataFrame:
     return _sorted(pd.concat(frames, ignore_index=True)[SPECTRUM_COLUMNS], "rank")
 
 
+def evaluation_rows(results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Tidy rows `{"metric": "task/metric", "value", "stderr"}` (stderr NaN when absent)."""
+    return [
+        {
+            "metric": f"{task}/{metric}",
+            "value": value,
+            "stderr": metrics.get(f"{metric}_stderr", math.nan),
+        }
+        for task, metrics in sorted(results.items())
+        for metric, value in sorted(metrics.items())
+        if not metric.endswith("_stderr")
+    ]
+
+
 def run_benchmarks(
     run: str, width: int, seed: int, manifest: str, results: Sequence[str]
 ) -> pd.DataFrame:
     """One run's benchmark results (one evaluation file per task × checkpoint) as tidy rows."""
-    from saturation.evaluate import evaluation_rows
-
     tokens = {entry.step: entry.tokens for entry in read_manifest(manifest)}
     rows = []
     for path in results:
@@ -81,6 +99,15 @@ def run_benchmarks(
             for row in evaluation_rows(record["results"])
         ]
     return _sorted(pd.DataFrame(rows, columns=TIDY_COLUMNS), "metric")
+
+
+def runs_table(runs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per run from the tables stage's recipe: `{run: {"source", "attributes"}}`."""
+    rows = [{"run": name, "source": run["source"]} | dict(run["attributes"])
+            for name, run in runs.items()]  # fmt: skip
+    extra = sorted({key for row in rows for key in row} - set(RUNS_COLUMNS))
+    table = pd.DataFrame(rows, columns=[*RUNS_COLUMNS, *extra])
+    return table.sort_values(["width", "seed", "run"], ignore_index=True)
 
 
 def combine_run_tables(paths: Sequence[str | Path]) -> pd.DataFrame:

@@ -162,3 +162,14 @@ def tokenizer_fingerprint(path: str | Path) -> dict:
     for name, digest in sorted(files.items()):
         combined.update(f"{name}\0{digest}\n".encode())
     return {"files": files, "sha256": combined.hexdigest()}
+
+
+def pretrained_tokenizer(recipe: dict, path: str) -> str:
+    """The configured tokenizer folder (tokenizer.pretrained), if it still holds the files its
+    stage recipe hashed: where it lies is no part of the id, what it holds is."""
+    if tokenizer_fingerprint(path) != recipe["pretrained"]:
+        raise ValueError(
+            f"tokenizer.pretrained: the files of {path!r} changed after the workflow was planned; "
+            "run it again to plan a new tokenizer id"
+        )
+    return path

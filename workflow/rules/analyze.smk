@@ -1,44 +1,44 @@
-# Per harvested checkpoint: held-out loss and the LM-head spectrum; then one tidy table.
-# One group per run (its id in the group name): profiles/slurm batches a run's checkpoints into
-# one SLURM job (group-components). A group shared by all runs would grow when another run's
+# Per harvested checkpoint: held-out loss, anisotropy and the LM-head spectrum; then one tidy
+# table. One group per run (its id in the group name): profiles/slurm batches a run's checkpoints
+# into one SLURM job (group-components). A group shared by all runs would grow when another run's
 # harvest resolves, and Snakemake would then submit the running group job again.
 
 
 rule analyze_checkpoint:
     input:
-        manifest=lambda wildcards: manifest_of(run_of("analyze", wildcards)),
+        manifest=lambda wildcards: manifest_of(run_of(wildcards)),
         weights=checkpoint_weights,
-        val=PLAN.tokens.path("val.bin"),
-        val_header=PLAN.tokens.path("val.json"),
+        val=lambda wildcards: run_of(wildcards).tokens.file("bin", split="val"),
+        val_header=lambda wildcards: run_of(wildcards).tokens.file("header", split="val"),
     output:
-        metrics=f"{RESULTS}/analyze/{{analyze_id}}/step{{step}}/metrics.json",
-        sigma=f"{RESULTS}/analyze/{{analyze_id}}/step{{step}}/{SIGMA_FILE}",
+        metrics=PLAN.pattern("analyze", "metrics"),
+        sigma=PLAN.pattern("analyze", "sigma"),
     log:
-        f"{LOGS}/analyze_checkpoint/{{analyze_id}}-step{{step}}.log",
+        job_log("analyze_checkpoint", "{analyze_id}-step{step}"),
     benchmark:
-        f"{LOGS}/analyze_checkpoint/{{analyze_id}}-step{{step}}.benchmark.tsv"
+        job_benchmark("analyze_checkpoint", "{analyze_id}-step{step}")
     group:
         "analyze-{analyze_id}"
     conda:
         ENV
     params:
-        seq_len=lambda wildcards: run_of("analyze", wildcards).seq_len,
-        recipe=lambda wildcards: run_of("analyze", wildcards).analyze.recipe,
+        seq_len=lambda wildcards: run_of(wildcards).seq_len,
+        recipe=lambda wildcards: stage_of(wildcards).recipe,
     script:
         "../scripts/analyze_checkpoint.py"
 
 
 checkpoint collect_run:
     input:
-        manifest=lambda wildcards: manifest_of(run_of("analyze", wildcards)),
+        manifest=lambda wildcards: manifest_of(run_of(wildcards)),
         measurements=run_measurements,
     output:
-        metrics=f"{RESULTS}/analyze/{{analyze_id}}/metrics.csv",
-        spectra=f"{RESULTS}/analyze/{{analyze_id}}/spectra.csv",
+        metrics=PLAN.pattern("analyze", "table"),
+        spectra=PLAN.pattern("analyze", "spectra"),
     log:
-        f"{LOGS}/collect_run/{{analyze_id}}.log",
+        job_log("collect_run", "{analyze_id}"),
     benchmark:
-        f"{LOGS}/collect_run/{{analyze_id}}.benchmark.tsv"
+        job_benchmark("collect_run", "{analyze_id}")
     conda:
         ENV
     params:
@@ -49,20 +49,23 @@ checkpoint collect_run:
 
 rule tidy_table:
     input:
-        metrics=[run.analyze.path("metrics.csv") for run in PLAN.runs.values()]
-        + [run.benchmarks.path("metrics.csv") for run in PLAN.runs.values() if run.evaluate],
-        spectra=[run.analyze.path("spectra.csv") for run in PLAN.runs.values()],
+        metrics=[run.analyze.file("table") for run in PLAN.runs.values()]
+        + [run.benchmarks.file("table") for run in PLAN.runs.values() if run.evaluate],
+        spectra=[run.analyze.file("spectra") for run in PLAN.runs.values()],
     output:
-        metrics_csv=PLAN.tables.path("metrics.csv"),
-        metrics_parquet=PLAN.tables.path("metrics.parquet"),
-        spectra_csv=PLAN.tables.path("spectra.csv"),
-        spectra_parquet=PLAN.tables.path("spectra.parquet"),
+        **{
+            f"{table}_{ext}": PLAN.tables.file("table", table=table, ext=ext)
+            for table in TABLES
+            for ext in ("csv", "parquet")
+        },
     log:
-        f"{LOGS}/tidy_table/{PLAN.tables.id}.log",
+        job_log("tidy_table", PLAN.tables.id),
     benchmark:
-        f"{LOGS}/tidy_table/{PLAN.tables.id}.benchmark.tsv"
+        job_benchmark("tidy_table", PLAN.tables.id)
     conda:
         ENV
+    params:
+        recipe=PLAN.tables.recipe,
     script:
         "../scripts/tidy_table.py"
 
@@ -73,21 +76,21 @@ rule saturation_summary:
         metrics=rules.tidy_table.output.metrics_parquet,
     output:
         csv=report(
-            PLAN.summary.path("summary.csv"),
+            PLAN.summary.file("table", table="summary", ext="csv"),
             caption="../report/summary.rst",
             category="Tables",
         ),
-        markdown=PLAN.summary.path("summary.md"),
+        markdown=PLAN.summary.file("table", table="summary", ext="md"),
         benchmarks=report(
-            PLAN.summary.path("benchmarks.csv"),
+            PLAN.summary.file("table", table="benchmarks", ext="csv"),
             caption="../report/benchmarks.rst",
             category="Tables",
         ),
-        benchmarks_markdown=PLAN.summary.path("benchmarks.md"),
+        benchmarks_markdown=PLAN.summary.file("table", table="benchmarks", ext="md"),
     log:
-        f"{LOGS}/saturation_summary/{PLAN.summary.id}.log",
+        job_log("saturation_summary", PLAN.summary.id),
     benchmark:
-        f"{LOGS}/saturation_summary/{PLAN.summary.id}.benchmark.tsv"
+        job_benchmark("saturation_summary", PLAN.summary.id)
     conda:
         ENV
     params:

@@ -1,8 +1,9 @@
-# Config → validated config → content-addressed plan, before any rule exists.
+# Config → validated config → content-addressed plan, before any rule exists. Every path comes
+# from the plan: rules declare outputs with PLAN.pattern (the id a wildcard), input functions
+# ask the same stage for a concrete file, and a job finds its stage and run from the id in its path.
 import sys
 from pathlib import Path
 
-from saturation.analysis import SIGMA_FILE
 from saturation.config import ConfigError, validate_config
 from saturation.corpus import CorpusError
 from saturation.figures import FIGURES, WORD_PERPLEXITY_METRICS
@@ -16,9 +17,8 @@ except (ConfigError, CorpusError, FileNotFoundError) as err:  # missing paths ar
     sys.exit(1)
 
 RESULTS = PLAN.results
-LOGS = f"{RESULTS}/logs"
 ENV = "../../envs/saturation.yaml"
-TABLES = ["metrics", "spectra"]
+TABLES = ["metrics", "spectra", "runs"]
 # the benchmark figure needs a word-perplexity task among the evaluated ones
 WORD_PERPLEXITY_TASKS = {metric.split("/")[0] for metric in WORD_PERPLEXITY_METRICS}
 PLOTTED = [
@@ -29,12 +29,12 @@ PLOTTED = [
 
 
 wildcard_constraints:
-    pretrain_id="|".join(r.pretrain.id for r in PLAN.runs.values()),
-    harvest_id="|".join(r.harvest.id for r in PLAN.runs.values()),
-    analyze_id="|".join(r.analyze.id for r in PLAN.runs.values()),
-    evaluate_id="|".join(s.id for r in PLAN.runs.values() for s in r.evaluate.values()) or "-",
-    benchmarks_id="|".join(r.benchmarks.id for r in PLAN.runs.values()),
-    evaltasks_id="|".join(s.id for s in PLAN.evaltasks.values()) or "-",
+    pretrain_id=PLAN.ids("pretrain"),
+    harvest_id=PLAN.ids("harvest"),
+    analyze_id=PLAN.ids("analyze"),
+    evaluate_id=PLAN.ids("evaluate"),
+    benchmarks_id=PLAN.ids("benchmarks"),
+    evaltasks_id=PLAN.ids("evaltasks"),
     step=r"\d+",
     figure="|".join(PLOTTED),
 
@@ -43,19 +43,36 @@ onstart:
     write_plan_records(PLAN)
 
 
+def job_log(rule, job):
+    """Each job's log: results/logs/<rule>/<job>.log, the job named after its stage's id."""
+    return f"{RESULTS}/logs/{rule}/{job}.log"
+
+
+def job_benchmark(rule, job):
+    """Snakemake's measurements of each job, beside its log (benchmarks/stage_costs.py)."""
+    return f"{RESULTS}/logs/{rule}/{job}.benchmark.tsv"
+
+
+def stage_of(wildcards):
+    """The stage a job writes, from the one `<kind>_id` wildcard in its path."""
+    return PLAN.find(next(v for k, v in wildcards.items() if k.endswith("_id")))[0]
+
+
+def run_of(wildcards):
+    """The run a per-run job belongs to, from the stage id in its path."""
+    return PLAN.find(next(v for k, v in wildcards.items() if k.endswith("_id")))[1]
+
+
 def corpus_local_files():
     """Local files behind text:/hf: sources, so Snakemake tracks them like any input."""
     return [path for source in PLAN.corpus.recipe["sources"] for path, _ in source.get("files", [])]
 
 
-def run_of(stage, wildcards):
-    """The RunPlan a per-run job belongs to, from the id in its path."""
-    return PLAN.run_by(stage, getattr(wildcards, f"{stage}_id"))
-
-
 def manifest_of(run):
-    """The run's harvested manifest; asking for it makes the caller wait for the checkpoint."""
-    return str(checkpoints.harvest.get(harvest_id=run.harvest.id).output.manifest)
+    """The run's harvested manifest; asking for it makes the caller wait for its source's
+    harvest (a checkpoint rule)."""
+    harvest = getattr(checkpoints, run.harvest_rule).get(harvest_id=run.harvest.id)
+    return str(harvest.output.manifest)
 
 
 def harvested_steps(run):
@@ -65,41 +82,39 @@ def harvested_steps(run):
 
 
 def analysis_outputs(run):
-    steps = harvested_steps(run)
-    return {s: run.analyze.path(f"step{s}", "metrics.json") for s in sorted(steps)}
+    return {s: run.analyze.file("metrics", step=s) for s in sorted(harvested_steps(run))}
 
 
 def final_outputs():
     """Listing every split's tokens and every manifest up front lets all runs train in parallel
     (a checkpoint's input function would otherwise reveal them one at a time)."""
-    tokens = [PLAN.tokens.path(f"{split}.bin") for split in ("train", "val", "test")]
-    widest_first = sorted(PLAN.runs.values(), key=lambda run: -run.width)
-    manifests = [run.harvest.path("manifest.csv") for run in widest_first]
-    tables = [PLAN.tables.path(f"{kind}.{ext}") for kind in TABLES for ext in ("csv", "parquet")]
-    tables += [
-        PLAN.summary.path(f"{name}.{ext}")
-        for name in ("summary", "benchmarks")
-        for ext in ("csv", "md")
+    tokens = [PLAN.tokens.file("bin", split=split) for split in ("train", "val", "test")]
+    widest_first = sorted(PLAN.runs.values(), key=lambda run: -run.attributes.get("width", 0))
+    manifests = [run.harvest.file("manifest") for run in widest_first]
+    tables = [PLAN.tables.file("table", table=t, ext=e) for t in TABLES for e in ("csv", "parquet")]
+    summaries = [
+        PLAN.summary.file("table", table=t, ext=e)
+        for t in ("summary", "benchmarks")
+        for e in ("csv", "md")
     ]
-    return [*tokens, *manifests, *tables, *rules.figures.input]
+    return [*tokens, *manifests, *tables, *summaries, *rules.figures.input]
 
 
-def checkpoint_weights(wildcards, run=None):
-    run = run or run_of("analyze", wildcards)
-    entry = harvested_steps(run)[int(wildcards.step)]
+def checkpoint_weights(wildcards):
+    entry = harvested_steps(run_of(wildcards))[int(wildcards.step)]
     return f"{entry.path}/model.safetensors"
 
 
 def run_measurements(wildcards):
     """One run's per-checkpoint records: waits for that run's harvest only, so a finished run
     is analysed while wider runs still train."""
-    run = run_of("analyze", wildcards)
-    metrics = list(analysis_outputs(run).values())
-    return metrics + [str(Path(path).with_name(SIGMA_FILE)) for path in metrics]
+    run = run_of(wildcards)
+    steps = sorted(harvested_steps(run))
+    return [run.analyze.file(role, step=s) for role in ("metrics", "sigma") for s in steps]
 
 
 def collect_run_params(wildcards):
-    run = run_of("analyze", wildcards)
+    run = run_of(wildcards)
     return {
         "run": run.name,
         "width": run.width,
@@ -109,35 +124,23 @@ def collect_run_params(wildcards):
     }
 
 
-def evaltask_stage(wildcards):
-    return next(s for s in PLAN.evaltasks.values() if s.id == wildcards.evaltasks_id)
-
-
 def eval_task_inputs(wildcards):
     """Generated tasks read the held-out test split, and the train split to decontaminate it;
     local standard tasks their data files."""
-    recipe = evaltask_stage(wildcards).recipe
+    recipe = stage_of(wildcards).recipe
     if "corpus" in recipe:
         return {
-            "split": PLAN.corpus.path("test.jsonl"),
-            "train": PLAN.corpus.path("train.jsonl"),
+            "split": PLAN.corpus.file("split", split="test"),
+            "train": PLAN.corpus.file("split", split="train"),
         }
     return {split: path for split, (path, _) in recipe["data_files"].items()}
 
 
-def evaluation_stage(wildcards):
-    run, task = PLAN.run_of_evaluation(wildcards.evaluate_id)
-    return run.evaluate[task]
-
-
 def evaluation_inputs(wildcards):
-    run, task = PLAN.run_of_evaluation(wildcards.evaluate_id)
-    inputs = {
-        "manifest": manifest_of(run),
-        "weights": checkpoint_weights(wildcards, run),
-    }
+    task = stage_of(wildcards).recipe["task"]
+    inputs = {"manifest": manifest_of(run_of(wildcards)), "weights": checkpoint_weights(wildcards)}
     if task in PLAN.evaltasks:
-        inputs["tasks"] = PLAN.evaltasks[task].path("tasks")
+        inputs["tasks"] = PLAN.evaltasks[task].file("tasks")
     return inputs
 
 
@@ -151,7 +154,7 @@ def lowest_loss_step(run):
 
 
 def evaluated_steps(run):
-    from saturation.evaluate import select_checkpoints
+    from saturation.plan.select import select_checkpoints
 
     selection = run.benchmarks.recipe["checkpoints"]
     best = lowest_loss_step(run) if "best" in selection["include"] else None
@@ -164,22 +167,19 @@ def evaluated_steps(run):
     )
 
 
-def benchmark_results(run):
-    """(task, step) -> the evaluation file of every selected checkpoint of the run."""
+def benchmark_results(wildcards):
+    """The evaluation file of every selected checkpoint of the run, for every task."""
+    run = run_of(wildcards)
     steps = evaluated_steps(run)
-    return {
-        (task, step): stage.path(f"step{step}.json")
-        for task, stage in run.evaluate.items()
-        for step in steps
-    }
+    return [stage.file("results", step=s) for stage in run.evaluate.values() for s in steps]
 
 
 def collect_benchmarks_params(wildcards):
-    run = run_of("benchmarks", wildcards)
+    run = run_of(wildcards)
     return {
         "run": run.name,
         "width": run.width,
         "seed": run.seed,
         "manifest": manifest_of(run),
-        "results": list(benchmark_results(run).values()),
+        "results": benchmark_results(wildcards),
     }

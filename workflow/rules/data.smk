@@ -7,14 +7,14 @@ rule build_corpus:
     input:
         local=corpus_local_files(),
     output:
-        train=PLAN.corpus.path("train.jsonl"),
-        val=PLAN.corpus.path("val.jsonl"),
-        test=PLAN.corpus.path("test.jsonl"),
-        stats=PLAN.corpus.path("stats.json"),
+        train=PLAN.corpus.file("split", split="train"),
+        val=PLAN.corpus.file("split", split="val"),
+        test=PLAN.corpus.file("split", split="test"),
+        stats=PLAN.corpus.file("stats"),
     log:
-        f"{LOGS}/build_corpus/{PLAN.corpus.id}.log",
+        job_log("build_corpus", PLAN.corpus.id),
     benchmark:
-        f"{LOGS}/build_corpus/{PLAN.corpus.id}.benchmark.tsv"
+        job_benchmark("build_corpus", PLAN.corpus.id)
     conda:
         ENV
     params:
@@ -30,11 +30,11 @@ rule train_tokenizer:
     input:
         train=[] if "pretrained" in PLAN.tokenizer.recipe else rules.build_corpus.output.train,
     output:
-        tokenizer=directory(PLAN.tokenizer.path("tokenizer")),
+        tokenizer=directory(PLAN.tokenizer.file("tokenizer")),
     log:
-        f"{LOGS}/train_tokenizer/{PLAN.tokenizer.id}.log",
+        job_log("train_tokenizer", PLAN.tokenizer.id),
     benchmark:
-        f"{LOGS}/train_tokenizer/{PLAN.tokenizer.id}.benchmark.tsv"
+        job_benchmark("train_tokenizer", PLAN.tokenizer.id)
     conda:
         ENV
     params:
@@ -45,15 +45,15 @@ rule train_tokenizer:
 
 rule tokenize:
     input:
-        corpus=PLAN.corpus.path("{split}.jsonl"),
+        corpus=PLAN.corpus.file("split"),
         tokenizer=rules.train_tokenizer.output.tokenizer,
     output:
-        tokens=PLAN.tokens.path("{split}.bin"),
-        header=PLAN.tokens.path("{split}.json"),
+        tokens=PLAN.tokens.file("bin"),
+        header=PLAN.tokens.file("header"),
     log:
-        f"{LOGS}/tokenize/{PLAN.tokens.id}-{{split}}.log",
+        job_log("tokenize", f"{PLAN.tokens.id}-{{split}}"),
     benchmark:
-        f"{LOGS}/tokenize/{PLAN.tokens.id}-{{split}}.benchmark.tsv"
+        job_benchmark("tokenize", f"{PLAN.tokens.id}-{{split}}")
     wildcard_constraints:
         split="train|val|test",
     conda:

@@ -7,15 +7,15 @@ rule build_eval_tasks:
     input:
         unpack(eval_task_inputs),
     output:
-        tasks=directory(f"{RESULTS}/evaltasks/{{evaltasks_id}}/tasks"),
+        tasks=directory(PLAN.pattern("evaltasks", "tasks")),
     log:
-        f"{LOGS}/build_eval_tasks/{{evaltasks_id}}.log",
+        job_log("build_eval_tasks", "{evaltasks_id}"),
     benchmark:
-        f"{LOGS}/build_eval_tasks/{{evaltasks_id}}.benchmark.tsv"
+        job_benchmark("build_eval_tasks", "{evaltasks_id}")
     conda:
         ENV
     params:
-        recipe=lambda wildcards: evaltask_stage(wildcards).recipe,
+        recipe=lambda wildcards: stage_of(wildcards).recipe,
     script:
         "../scripts/build_eval_tasks.py"
 
@@ -24,31 +24,31 @@ rule evaluate_checkpoint:
     input:
         unpack(evaluation_inputs),
     output:
-        results=f"{RESULTS}/evaluate/{{evaluate_id}}/step{{step}}.json",
+        results=PLAN.pattern("evaluate", "results"),
     log:
-        f"{LOGS}/evaluate_checkpoint/{{evaluate_id}}-step{{step}}.log",
+        job_log("evaluate_checkpoint", "{evaluate_id}-step{step}"),
     benchmark:
-        f"{LOGS}/evaluate_checkpoint/{{evaluate_id}}-step{{step}}.benchmark.tsv"
+        job_benchmark("evaluate_checkpoint", "{evaluate_id}-step{step}")
     group:
         "evaluate-{evaluate_id}"
     conda:
         ENV
     params:
-        recipe=lambda wildcards: evaluation_stage(wildcards).recipe,
+        recipe=lambda wildcards: stage_of(wildcards).recipe,
     script:
         "../scripts/evaluate_checkpoint.py"
 
 
 rule collect_benchmarks:
     input:
-        manifest=lambda wildcards: manifest_of(run_of("benchmarks", wildcards)),
-        results=lambda wildcards: list(benchmark_results(run_of("benchmarks", wildcards)).values()),
+        manifest=lambda wildcards: manifest_of(run_of(wildcards)),
+        results=benchmark_results,
     output:
-        metrics=f"{RESULTS}/benchmarks/{{benchmarks_id}}/metrics.csv",
+        metrics=PLAN.pattern("benchmarks", "table"),
     log:
-        f"{LOGS}/collect_benchmarks/{{benchmarks_id}}.log",
+        job_log("collect_benchmarks", "{benchmarks_id}"),
     benchmark:
-        f"{LOGS}/collect_benchmarks/{{benchmarks_id}}.benchmark.tsv"
+        job_benchmark("collect_benchmarks", "{benchmarks_id}")
     conda:
         ENV
     params:

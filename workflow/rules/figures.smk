@@ -3,19 +3,21 @@
 
 rule plot_figure:
     input:
-        table=lambda wildcards: PLAN.tables.path(f"{FIGURES[wildcards.figure]}.parquet"),
+        table=lambda wildcards: PLAN.tables.file(
+            "table", table=FIGURES[wildcards.figure], ext="parquet"
+        ),
     output:
         png=report(
-            PLAN.figures.path("{figure}.png"),
+            PLAN.figures.file("figure", ext="png"),
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}"},
         ),
-        pdf=PLAN.figures.path("{figure}.pdf"),
+        pdf=PLAN.figures.file("figure", ext="pdf"),
     log:
-        f"{LOGS}/plot_figure/{PLAN.figures.id}-{{figure}}.log",
+        job_log("plot_figure", f"{PLAN.figures.id}-{{figure}}"),
     benchmark:
-        f"{LOGS}/plot_figure/{PLAN.figures.id}-{{figure}}.benchmark.tsv"
+        job_benchmark("plot_figure", f"{PLAN.figures.id}-{{figure}}")
     conda:
         ENV
     script:
@@ -24,4 +26,4 @@ rule plot_figure:
 
 rule figures:
     input:
-        [PLAN.figures.path(f"{figure}.{ext}") for figure in PLOTTED for ext in ("png", "pdf")],
+        [PLAN.figures.file("figure", figure=f, ext=e) for f in PLOTTED for e in ("png", "pdf")],

@@ -1,20 +1,24 @@
-# The manifest of a finished run: every scheduled checkpoint, its tokens and verified sha256.
-# A checkpoint rule, so the per-checkpoint jobs downstream are expanded from what it lists.
+# The manifest of a run this workflow pretrained: every scheduled checkpoint, its tokens and
+# verified sha256. A checkpoint rule, so the per-checkpoint jobs downstream are expanded from
+# what it lists. Each source of runs has its own harvest rule (Run.harvest_rule) writing the
+# same manifest format; this one is for runs of source "pretrain".
 
 
 checkpoint harvest:
     input:
-        summary=lambda wildcards: run_of("harvest", wildcards).pretrain.path("train.json"),
+        summary=lambda wildcards: run_of(wildcards).pretrain.file("summary"),
     output:
-        manifest=f"{RESULTS}/harvest/{{harvest_id}}/manifest.csv",
+        manifest=PLAN.pattern("harvest", "manifest"),
     log:
-        f"{LOGS}/harvest/{{harvest_id}}.log",
+        job_log("harvest", "{harvest_id}"),
     benchmark:
-        f"{LOGS}/harvest/{{harvest_id}}.benchmark.tsv"
+        job_benchmark("harvest", "{harvest_id}")
+    wildcard_constraints:
+        harvest_id=PLAN.ids("harvest", source="pretrain"),
     conda:
         ENV
     params:
-        checkpoints_dir=lambda wildcards: run_of("harvest", wildcards).pretrain.path("checkpoints"),
-        steps=lambda wildcards: run_of("harvest", wildcards).checkpoint_steps,
+        checkpoints_dir=lambda wildcards: run_of(wildcards).pretrain.file("checkpoints"),
+        steps=lambda wildcards: run_of(wildcards).checkpoint_steps,
     script:
         "../scripts/harvest.py"

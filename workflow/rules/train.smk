@@ -1,29 +1,30 @@
-# One pretraining job per run (width × seed). Checkpoints and resume state live beside the
-# declared outputs, not inside them, so Snakemake's cleanup of a failed job never deletes them.
-# `gpu` is what a cluster executor requests (runtime.train_gpus or the width's `gpus`); above one
-# GPU the job trains data parallel with torchrun. Local runs do not count it, and as a resource
-# (not a param) it is no rerun trigger: how many GPUs train a run is not part of its recipe.
+# One pretraining job per run the workflow trains itself (width × seed). Checkpoints and resume
+# state live beside the declared outputs, not inside them, so Snakemake's cleanup of a failed job
+# never deletes them. `gpu` is what a cluster executor requests (runtime.train_gpus or the width's
+# `gpus`); above one GPU the job trains data parallel with torchrun. Local runs do not count it,
+# and as a resource (not a param) it is no rerun trigger: how many GPUs train a run is not part
+# of its recipe.
 
 
 rule pretrain:
     input:
-        tokens=PLAN.tokens.path("train.bin"),
-        header=PLAN.tokens.path("train.json"),
+        tokens=PLAN.tokens.file("bin", split="train"),
+        header=PLAN.tokens.file("header", split="train"),
         tokenizer=rules.train_tokenizer.output.tokenizer,
     output:
-        summary=f"{RESULTS}/pretrain/{{pretrain_id}}/train.json",
-        metrics=f"{RESULTS}/pretrain/{{pretrain_id}}/metrics.jsonl",
+        summary=PLAN.pattern("pretrain", "summary"),
+        metrics=PLAN.pattern("pretrain", "metrics"),
     log:
-        f"{LOGS}/pretrain/{{pretrain_id}}.log",
+        job_log("pretrain", "{pretrain_id}"),
     benchmark:
-        f"{LOGS}/pretrain/{{pretrain_id}}.benchmark.tsv"
+        job_benchmark("pretrain", "{pretrain_id}")
     conda:
         ENV
     threads: config["runtime"]["train_threads"]
     resources:
-        gpu=lambda wildcards: run_of("pretrain", wildcards).gpus,
+        gpu=lambda wildcards: run_of(wildcards).gpus,
     params:
-        recipe=lambda wildcards: run_of("pretrain", wildcards).pretrain.recipe,
-        run_dir=lambda wildcards: run_of("pretrain", wildcards).pretrain.dir,
+        recipe=lambda wildcards: stage_of(wildcards).recipe,
+        run_dir=lambda wildcards: stage_of(wildcards).dir,
     script:
         "../scripts/pretrain.py"

@@ -1,11 +1,11 @@
-"""Held-out loss and LM-head spectrum of one harvested checkpoint."""
+"""Held-out loss, anisotropy and LM-head spectrum of one harvested checkpoint."""
 
 from pathlib import Path
 
 import torch
 
-from saturation.analysis import analyze_checkpoint
 from saturation.logs import log_to_file
+from saturation.measure.analysis import analyze_checkpoint
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

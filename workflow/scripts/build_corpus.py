@@ -2,15 +2,14 @@
 
 from pathlib import Path
 
-from saturation.corpus import build_corpus
+from saturation.corpus import build_corpus, sources_from_fingerprints
 from saturation.io import write_json_atomic
 from saturation.logs import log_to_file
-from saturation.plan import corpus_sources
 
 log_to_file(snakemake.log[0])
 recipe = snakemake.params.recipe  # the corpus stage's recipe (saturation.plan)
 stats = build_corpus(
-    corpus_sources(recipe),
+    sources_from_fingerprints(recipe["sources"]),
     Path(snakemake.output.train).parent,
     val_fraction=recipe["val_fraction"],
     test_fraction=recipe["test_fraction"],

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from saturation.evaluate import build_offline_tasks, standard_task_override
+from saturation.evaluate.tasks import build_offline_tasks, standard_task_override
 from saturation.logs import log_to_file
 
 log_to_file(snakemake.log[0])

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import torch
 
-from saturation.evaluate import evaluate_checkpoint
+from saturation.evaluate.lmeval import evaluate_checkpoint
 from saturation.io import write_json_atomic
 from saturation.logs import log_to_file
-from saturation.train import resolve_device
+from saturation.runtime import resolve_device
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

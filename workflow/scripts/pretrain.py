@@ -4,21 +4,22 @@ from pathlib import Path
 
 from saturation.config import training_processes
 from saturation.logs import log_to_file
-from saturation.train import train_from_recipe
+from saturation.runtime import Runtime
+from saturation.train.launch import train_from_recipe
+from saturation.train.loop import RunFiles
 
 log_to_file(snakemake.log[0])
-runtime = snakemake.config["runtime"]  # how to run only: never part of the recipe or the id
-train_from_recipe(
-    recipe=snakemake.params.recipe,
+files = RunFiles(
     run_dir=Path(snakemake.params.run_dir),
-    tokens_bin=Path(snakemake.input.tokens),
-    tokenizer_dir=Path(snakemake.input.tokenizer),
-    device=runtime["device"],
-    threads=snakemake.threads,
-    log_every=runtime["log_every"],
-    progress=runtime["progress"],
+    tokens=Path(snakemake.input.tokens),
+    tokenizer=Path(snakemake.input.tokenizer),
     metrics_out=Path(snakemake.output.metrics),
     summary_out=Path(snakemake.output.summary),
-    processes=training_processes(snakemake.resources.gpu),
-    activation_checkpointing=runtime["activation_checkpointing"],
 )
+# how to run only: never part of the recipe or the id
+runtime = Runtime.from_config(
+    snakemake.config["runtime"],
+    threads=snakemake.threads,
+    processes=training_processes(snakemake.resources.gpu),
+)
+train_from_recipe(snakemake.params.recipe, files, runtime)

@@ -3,8 +3,11 @@
 from pathlib import Path
 
 from saturation.logs import log_to_file
-from saturation.plan import pretrained_tokenizer
-from saturation.tokenizer import copy_pretrained_tokenizer, train_bpe_tokenizer
+from saturation.tokenizer import (
+    copy_pretrained_tokenizer,
+    pretrained_tokenizer,
+    train_bpe_tokenizer,
+)
 
 log_to_file(snakemake.log[0])
 recipe = snakemake.params.recipe  # the tokenizer stage's recipe (saturation.plan)

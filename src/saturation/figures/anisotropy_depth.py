@@ -15,7 +15,7 @@ import seaborn as sns
 
 from saturation.figures import style
 
-PREFIX = "anisotropy_d"  # saturation.analysis.anisotropy_metric
+PREFIX = "anisotropy_d"  # saturation.measure.analysis.anisotropy_metric
 
 
 def by_depth(table: pd.DataFrame) -> pd.DataFrame:
@@ -44,9 +44,8 @@ def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
     frame = by_depth(table)
     fig, ax = plt.subplots(figsize=(6, 4))
     sns.lineplot(
-        data=frame, x="normalised_depth", y="value", hue="width",
-        palette=style.width_palette(frame["width"].unique().tolist()), marker="o",
-        errorbar=None, ax=ax,
+        data=frame, x="normalised_depth", y="value", hue="width", units="run", estimator=None,
+        palette=style.width_palette(frame["width"].unique().tolist()), marker="o", ax=ax,
     )  # fmt: skip
     ax.set_xlabel("normalised depth (0 = embeddings, 1 = final norm)")
     ax.set_ylabel("anisotropy (mean pairwise cosine)")

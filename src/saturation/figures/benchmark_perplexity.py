@@ -1,5 +1,5 @@
-"""Paper Fig. 3: benchmark word perplexity along training, one line per width, each point
-coloured by the last-layer anisotropy of that checkpoint.
+"""Paper Fig. 3: benchmark word perplexity along training, one line per run (its colour its
+width), each point coloured by the last-layer anisotropy of that checkpoint.
 
 In the paper, perplexity stops improving (or worsens) exactly when the last layer turns anisotropic.
 """
@@ -31,7 +31,7 @@ def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
     metric, frame = perplexity_with_anisotropy(table)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     sns.lineplot(
-        data=frame, x="step", y="value", hue="width", errorbar=None, legend="full",
+        data=frame, x="step", y="value", hue="width", units="run", estimator=None, legend="full",
         palette=style.width_palette(frame["width"].unique().tolist()), alpha=0.6, ax=ax,
     )  # fmt: skip
     points = ax.scatter(

@@ -1,4 +1,5 @@
-"""Paper Fig. 1a: held-out loss along training, one line per width, each minimum marked.
+"""Paper Fig. 1a: held-out loss along training, one line per run coloured by width, each
+run's minimum marked.
 
 A saturating run reaches its minimum before its last checkpoint and then rises or plateaus.
 """
@@ -18,12 +19,11 @@ def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
     style.setup()
     frame = style.metric_frame(table, "val_loss")
     fig, ax = plt.subplots(figsize=(6, 4))
-    palette = style.lines_by_width(frame, ax)
-    for width, runs in frame.groupby("width"):
-        mean_by_step = runs.groupby("step")["value"].mean()
-        best = mean_by_step.idxmin()
-        ax.scatter([best], [mean_by_step[best]], marker="*", s=140, color=palette[width],
-                   edgecolor="black", zorder=5)  # fmt: skip
+    palette = style.lines_by_run(frame, ax)
+    for _, run in frame.groupby("run"):
+        best = run.loc[run["value"].idxmin()]
+        ax.scatter([best["step"]], [best["value"]], marker="*", s=140,
+                   color=palette[best["width"]], edgecolor="black", zorder=5)  # fmt: skip
     ax.set_ylabel("held-out loss (nats/token)")
     ax.set_title("Held-out loss along training (★ = minimum)")
     style.save(fig, png, pdf)

@@ -1,4 +1,5 @@
-"""Paper Fig. 5: singular entropy KL(σ̂‖u) of the LM head along training, one line per width.
+"""Paper Fig. 5: singular entropy KL(σ̂‖u) of the LM head along training, one line per run
+coloured by width.
 
 It falls while the head's spectrum flattens and rises sharply when the spectrum collapses.
 """
@@ -18,7 +19,7 @@ def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
     style.setup()
     frame = style.metric_frame(table, "singular_entropy")
     fig, ax = plt.subplots(figsize=(6, 4))
-    style.lines_by_width(frame, ax)
+    style.lines_by_run(frame, ax)
     ax.set_yscale("log")
     ax.set_ylabel("singular entropy KL(σ̂ ‖ u) (nats)")
     ax.set_title("LM-head singular entropy along training")

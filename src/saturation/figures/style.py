@@ -39,12 +39,14 @@ def save(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
     plt.close(fig)
 
 
-def lines_by_width(frame: pd.DataFrame, ax: plt.Axes) -> dict[int, tuple]:
-    """One line per width against the training step (symlog: Pythia-like schedules start at 0)."""
+def lines_by_run(frame: pd.DataFrame, ax: plt.Axes) -> dict[int, tuple]:
+    """One line per run, coloured by its width, against the training step (symlog:
+    Pythia-like schedules start at 0). Runs are never averaged: two runs of one width are two
+    models (another seed, another source), so each keeps its own line."""
     palette = width_palette(frame["width"].unique().tolist())
     sns.lineplot(
-        data=frame, x="step", y="value", hue="width", palette=palette, marker="o",
-        markersize=3, errorbar=None, ax=ax,
+        data=frame, x="step", y="value", hue="width", units="run", estimator=None,
+        palette=palette, marker="o", markersize=3, ax=ax,
     )  # fmt: skip
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(left=0, right=frame["step"].max() * 1.05)

@@ -8,9 +8,8 @@ and the cross-entropy over V logits. So the training step runs this module inste
   `save_pretrained` all see one set of weights, and a checkpoint is a standard GPT-NeoX one;
 - computes the same function (Pythia's parallel residual, partial rotary, exact GELU) with causal
   SDPA and precomputed rotary tables;
-- fuses the head and the loss (`linear_cross_entropy`): logits exist one chunk of tokens at a
-  time, and their gradient is formed in the forward pass, so the full fp32 (N, V) logits and
-  their gradient are never materialised.
+- ends in the model's head (saturation.model.heads), whose training loss is fused with the
+  cross-entropy (saturation.model.losses): the full fp32 (N, V) logits never exist at once.
 """
 
 from __future__ import annotations
@@ -24,92 +23,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-
-class LinearCrossEntropy(torch.autograd.Function):
-    """mean_i CE(hidden_i · Wᵀ, target_i), with the gradients computed chunk by chunk.
-
-    The loss is the last op of the graph, so the gradient of each chunk's logits,
-    (softmax − onehot) / N, can be folded into dhidden and dW right away; backward only scales
-    them by the incoming gradient. That gradient is formed in fp32 and only then cast to the
-    matmuls' dtype: for a confidently predicted target, p − 1 is tiny, and subtracting 1 after
-    rounding p to bf16 (2⁻⁹ steps near 1) would leave mostly rounding error. Compiled, the onehot
-    is an elementwise comparison with the vocabulary ids, which torch.compile fuses into the
-    softmax pass (a scatter at the targets there cost 2 of the 17.4 ms of a width-512 H100 step,
-    benchmarks/RESULTS.md); eager, it is that scatter, since the comparison would be two more
-    (chunk, V) passes (20 % of an eager step at d = 32 on CPU). Matmuls run in `compute` (bf16
-    under autocast); the softmax and the dW accumulation in fp32.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any,
-        hidden: torch.Tensor,
-        weight: torch.Tensor,
-        targets: torch.Tensor,
-        chunk: int,
-        compute: torch.dtype,
-    ) -> torch.Tensor:
-        n = hidden.shape[0]
-        grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        compiling = torch.compiler.is_compiling()
-        if compiling:
-            vocab_ids = torch.arange(weight.shape[0], device=weight.device)
-        else:
-            rows = torch.arange(min(chunk, n), device=targets.device)
-        with torch.autocast(hidden.device.type, enabled=False):  # dtypes are explicit here
-            w = weight.to(compute)
-            for start in range(0, n, chunk):
-                h = hidden[start : start + chunk].to(compute)
-                t = targets[start : start + chunk]
-                logp = torch.log_softmax((h @ w.t()).float(), dim=-1)  # (c, V), one fused pass
-                total -= logp.gather(1, t[:, None]).sum()
-                # softmax − onehot in fp32 until the cast, so 1 − p of a confident target survives
-                probs = logp.exp_()
-                if compiling:  # elementwise: fused into the softmax's pass
-                    probs = probs - (vocab_ids == t[:, None]).float()
-                else:  # eager: one subtraction per row, where the comparison is a (c, V) pass
-                    probs[rows[: len(t)], t] -= 1.0
-                grad_logits = probs.div_(n).to(compute)
-                grad_hidden[start : start + chunk] = grad_logits @ w
-                if compute == torch.float32:
-                    grad_weight.addmm_(grad_logits.t(), h)
-                else:  # a low-precision matmul, accumulated in fp32
-                    grad_weight.add_((grad_logits.t() @ h).float())
-        ctx.save_for_backward(grad_hidden, grad_weight)
-        ctx.weight_dtype = weight.dtype
-        return total / n
-
-    @staticmethod
-    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        grad_hidden, grad_weight = ctx.saved_tensors
-        return (
-            grad_hidden * grad_loss.to(grad_hidden.dtype),
-            (grad_weight * grad_loss).to(ctx.weight_dtype),
-            None,
-            None,
-            None,
-        )
-
-
-def linear_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int
-) -> torch.Tensor:
-    """Mean cross-entropy of `hidden` (N, d) through the head `weight` (V, d) against `targets`."""
-    device_type = hidden.device.type
-    compute = (
-        torch.get_autocast_dtype(device_type)
-        if torch.is_autocast_enabled(device_type)
-        else hidden.dtype
-    )
-    return LinearCrossEntropy.apply(hidden, weight, targets, chunk, compute)
-
-
-def loss_chunk_for(device: torch.device) -> int:
-    """Tokens per logits chunk: on CPU (256, V) fp32 stays in cache (256 measured best at V=4k,
-    benchmarks/RESULTS.md); a GPU wants large matmuls and has the memory for them."""
-    return 8192 if device.type == "cuda" else 256
+from saturation.model.heads import HEADS, LinearHead, head_class
 
 
 def rotary_tables(
@@ -148,6 +62,7 @@ class NeoXArchitecture:
     eps: float = 1e-5
     attention_bias: bool = True
     tied_head: bool = False
+    head: str = LinearHead.name  # saturation.model.heads: which head the checkpoint has
 
     @classmethod
     def of(cls, config: Any) -> NeoXArchitecture:
@@ -191,6 +106,7 @@ class NeoXArchitecture:
             eps=float(config.get("layer_norm_eps", cls.eps)),
             attention_bias=bool(config.get("attention_bias", cls.attention_bias)),
             tied_head=bool(config.get("tie_word_embeddings", cls.tied_head)),
+            head=head_class(config).name,
         )
 
 
@@ -210,9 +126,10 @@ class FastGPTNeoX(nn.Module):
         super().__init__()
         arch = NeoXArchitecture.of(model.config)
         self.model = model
+        self.head = HEADS[arch.head].of(model)  # a view of the model's head, not a submodule
         self.loss_chunk = loss_chunk
         self.checkpoint_layers = checkpoint_layers
-        self.heads = arch.heads
+        self.attention_heads = arch.heads
         self.head_dim = arch.width // arch.heads
         self.rotary_dims = int(self.head_dim * arch.rotary_pct)
         self.rope_base = arch.rope_theta
@@ -232,7 +149,7 @@ class FastGPTNeoX(nn.Module):
         attn_in = F.layer_norm(x, (width,), layer.input_layernorm.weight,
                                layer.input_layernorm.bias, self.eps)  # fmt: skip
         qkv = layer.attention.query_key_value(attn_in)
-        qkv = qkv.view(batch, seq_len, self.heads, 3 * self.head_dim).transpose(1, 2)
+        qkv = qkv.view(batch, seq_len, self.attention_heads, 3 * self.head_dim).transpose(1, 2)
         q, k, v = qkv.split(self.head_dim, dim=-1)
         q, k = self._rotate(q, seq_len), self._rotate(k, seq_len)
         attn = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -248,8 +165,8 @@ class FastGPTNeoX(nn.Module):
         """The final-norm output (B, T, d): what the LM head reads.
 
         `tap(depth, states)`, if given, sees the hidden states at every depth as they are computed:
-        0 = the embeddings, 1 … L = each layer's output, L + 1 = the final norm's (the anisotropy
-        of SCIENCE.md §1 is measured there).
+        0 = the embeddings, 1 … L = each layer's output, L + 1 = the final norm's (where the
+        paper's "last layer" anisotropy is measured, docs/SCIENCE-NOTES.md).
         """
         if input_ids.shape[1] > self.cos.shape[0]:
             raise ValueError(f"sequence of {input_ids.shape[1]} tokens exceeds the rotary table")
@@ -275,24 +192,9 @@ class FastGPTNeoX(nn.Module):
         self, input_ids: torch.Tensor, tap: Callable[[int, torch.Tensor], None] | None = None
     ) -> torch.Tensor:
         """Full logits (B, T, V), for measuring rather than training; `tap` as in hidden_states."""
-        return self.model.get_output_embeddings()(self.hidden_states(input_ids, tap))
+        return self.head.logits(self.hidden_states(input_ids, tap))
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of predicting `targets` (B, T) from `input_ids` (B, T), in fp32."""
         hidden = self.hidden_states(input_ids).flatten(0, 1)
-        return linear_cross_entropy(
-            hidden, self.model.get_output_embeddings().weight, targets.flatten(), self.loss_chunk
-        )
-
-
-class TransformersLoss(nn.Module):
-    """The reference FastGPTNeoX is measured against: transformers' own forward, full logits,
-    unfused cross-entropy. Same call signature, so one training step serves both."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = self.model(input_ids=input_ids).logits
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        return self.head.loss(hidden, targets.flatten(), self.loss_chunk)

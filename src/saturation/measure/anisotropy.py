@@ -1,4 +1,4 @@
-"""Anisotropy of hidden states (SCIENCE.md §2): mean pairwise cosine similarity over i ≠ j.
+"""Anisotropy of hidden states (docs/SCIENCE-NOTES.md): mean pairwise cosine over i ≠ j.
 
 Computed in O(n·d) from the sum of unit vectors, A = (‖Σ ĥ_i‖² − n) / (n² − n), and streamed over
 batches, so the sample size is limited by time, not by an n × n matrix.
@@ -9,18 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def anisotropy(states: np.ndarray) -> float:
-    """A(H) for the non-zero rows of `states` (n × d), in float64 (all-zero rows: `_unit_rows`)."""
-    unit = _unit_rows(np.asarray(states, dtype=np.float64))
-    return _from_sum(unit.sum(axis=0), len(unit))
-
-
 def _unit_rows(states: np.ndarray) -> np.ndarray:
     """The rows of `states` scaled to unit length, all-zero rows dropped.
 
-    A zero vector has no direction, so its cosine with anything is undefined (SCIENCE.md §2): it
-    is left out of H. Kept as a zero "unit" vector it would still count in n and pull A towards 0
-    by (n − z)(n − z − 1) / (n(n − 1)) for z zero rows. NaN rows are kept, so they show as NaN.
+    A zero vector has no direction, so its cosine with anything is undefined: it is left out of
+    H. Kept as a zero "unit" vector it would still count in n and pull A towards 0 by
+    (n − z)(n − z − 1) / (n(n − 1)) for z zero rows. NaN rows are kept, so they show as NaN.
     """
     norms = np.linalg.norm(states, axis=1)
     keep = norms != 0

@@ -6,8 +6,9 @@ The model is the stock `transformers` GPTNeoXForCausalLM so every checkpoint loa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch and transformers are heavy; import them only where a model is built
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
@@ -37,7 +38,8 @@ def padded_vocab(n_tokens: int, multiple: int) -> int:
 
 
 def parameter_count(width: int, layers: int, vocab_size: int) -> int:
-    """GPT-NeoX parameters with an untied head: 2·V·d + L·(12d² + 13d) + 2d (SCIENCE.md §4)."""
+    """GPT-NeoX parameters with an untied head: 2·V·d + L·(12d² + 13d) + 2d (docs/SCIENCE-NOTES.md,
+    the N of the scaling law)."""
     return 2 * vocab_size * width + layers * (12 * width**2 + 13 * width) + 2 * width
 
 
@@ -78,3 +80,19 @@ def build_model(shape: ModelShape, seed: int) -> GPTNeoXForCausalLM:
     model = GPTNeoXForCausalLM(gpt_neox_config(shape))
     model.config.use_cache = True  # what inference users (lm-eval) expect from a saved checkpoint
     return model
+
+
+def shape_from_recipe(
+    model: Mapping[str, Any], seq_len: int, vocab_size: int, eos_id: int
+) -> ModelShape:
+    """The model of a pretrain recipe, its head padded as Pythia's (see padded_vocab)."""
+    return ModelShape(
+        width=model["width"],
+        layers=model["layers"],
+        heads=model["heads"],
+        vocab_size=padded_vocab(vocab_size, model["vocab_multiple"]),
+        seq_len=seq_len,
+        rotary_pct=model["rotary_pct"],
+        mlp_ratio=model["mlp_ratio"],
+        eos_id=eos_id,
+    )

@@ -1,16 +1,12 @@
-"""LM-head spectra (SCIENCE.md §2): singular values, singular entropy and effective rank.
+"""LM-head spectra (docs/SCIENCE-NOTES.md): singular values, singular entropy, effective rank
+and the W-error of a truncated spectrum.
 
 Pure numpy in float64, no torch: these run on every checkpoint and must stay cheap.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-
-# GPT-NeoX's untied LM head as saved on disk (Pythia's name), and transformers' module name
-HEAD_KEYS = ("embed_out.weight", "lm_head.weight")
 
 
 def singular_values(head: np.ndarray) -> np.ndarray:
@@ -54,33 +50,10 @@ def effective_rank(sigma: np.ndarray) -> float:
     return float(np.exp(-np.sum(nonzero * np.log(nonzero))))
 
 
-def load_head(checkpoint_dir: str | Path, n_rows: int | None = None) -> np.ndarray:
-    """The head matrix of a saved GPT-NeoX checkpoint, padded rows sliced away (SCIENCE.md §1).
-
-    Reads one tensor from the safetensors file without building the model. A head with NaN or
-    inf entries (a diverged run) is refused with the file's name rather than measured: its
-    spectrum would be an error deep in LAPACK or a false collapse.
-    """
-    from safetensors import safe_open
-
-    for file in sorted(Path(checkpoint_dir).glob("*.safetensors")):
-        with safe_open(file, framework="np") as handle:
-            for key in HEAD_KEYS:
-                if key in handle.keys():  # noqa: SIM118 - safe_open is not a dict
-                    head = handle.get_tensor(key)
-                    head = head[:n_rows] if n_rows is not None else head
-                    bad = np.count_nonzero(~np.isfinite(head))
-                    if bad:
-                        raise ValueError(
-                            f"{file}: LM head {key} has {bad} non-finite (NaN/inf) entries"
-                        )
-                    return head
-    raise KeyError(f"{checkpoint_dir}: none of {HEAD_KEYS} in its safetensors files")
-
-
 def w_error(sigma: np.ndarray, rank: int) -> float:
     """Relative Frobenius error of the best rank-`rank` approximation (Eckart–Young–Mirsky):
-    ‖σ_{rank+1:}‖₂ / ‖σ‖₂, with ‖σ‖₂ = ‖M‖_F. SCIENCE.md §3."""
+    ‖σ_{rank+1:}‖₂ / ‖σ‖₂, with ‖σ‖₂ = ‖M‖_F (docs/SCIENCE-NOTES.md): the paper's measure of
+    how much of a head, or of a data distribution, a rank-`rank` head cannot express."""
     sigma = np.sort(np.asarray(sigma, dtype=np.float64))[::-1]
     if not np.isfinite(sigma).all():
         raise ValueError("W-error of non-finite singular values is undefined")

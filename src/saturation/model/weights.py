@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from saturation.fast_neox import FastGPTNeoX, NeoXArchitecture
+from saturation.model.heads import HEADS
+from saturation.model.neox import FastGPTNeoX, NeoXArchitecture
 
 # Buffers older transformers saved beside the weights (the causal mask, rotary frequencies):
 # recomputed by FastGPTNeoX, so skipped, as from_pretrained skips them.
@@ -63,7 +65,8 @@ def _block(arch: NeoXArchitecture) -> nn.Module:
 
 class NeoXParameters(nn.Module):
     """GPT-NeoX's parameters under transformers' names (`gpt_neox.layers.0.attention.dense.weight`,
-    `embed_out.weight`, …) in plain torch modules: what FastGPTNeoX reads, and nothing else.
+    …, and the head's, e.g. `embed_out.weight`) in plain torch modules: what FastGPTNeoX reads,
+    and nothing else.
 
     Built as shapes on the meta device; `load_state_dict(..., assign=True)` moves the real
     tensors in.
@@ -76,9 +79,11 @@ class NeoXParameters(nn.Module):
         self.gpt_neox.embed_in = _Embedding(arch.vocab_size, arch.width, device=META)
         self.gpt_neox.layers = nn.ModuleList(_block(arch) for _ in range(arch.layers))
         self.gpt_neox.final_layer_norm = _LayerNorm(arch.width, eps=arch.eps, device=META)
-        self.embed_out = _Linear(arch.width, arch.vocab_size, bias=False, device=META)
+        linear = partial(_Linear, device=META)
+        for name, module in HEADS[arch.head].modules(arch.width, arch.vocab_size, linear).items():
+            self.add_module(name, module)
 
-    def get_output_embeddings(self) -> nn.Linear:  # the name FastGPTNeoX calls
+    def get_output_embeddings(self) -> nn.Module:  # what heads.LinearHead.of reads, as transformers
         return self.embed_out
 
 
@@ -104,8 +109,7 @@ def load_fast_neox(checkpoint_dir: str | Path) -> FastGPTNeoX:
     except (OSError, ValueError) as error:
         raise ValueError(f"{config_file}: {error}") from error
     state = {key: value.float() for key, value in read_weights(folder).items()}
-    if arch.tied_head and "gpt_neox.embed_in.weight" in state:  # save_pretrained drops the copy
-        state.setdefault("embed_out.weight", state["gpt_neox.embed_in.weight"])
+    HEADS[arch.head].complete_state(state, arch.tied_head)
     params = NeoXParameters(arch)
     expected = set(params.state_dict())
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)

@@ -1,7 +1,7 @@
 """Data-parallel training of one run on N processes (N GPUs of a node, or N CPU processes).
 
 The global batch, its data order and the checkpoint schedule do not depend on N: step s of the
-run is the same B sequences (saturation.train.TokenBatches), rank r trains on rows
+run is the same B sequences (saturation.train.data.TokenBatches), rank r trains on rows
 [r·B/N, (r+1)·B/N) of them and DDP averages the gradients, which is the gradient of the mean loss
 over the whole batch. Only rank 0 writes files. Results therefore match single-process training
 within floating-point reduction order, and a run may be resumed with a different N.
@@ -11,7 +11,6 @@ Launch: `torchrun` (torch.distributed.run) sets RANK/WORLD_SIZE/LOCAL_RANK; see 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -127,26 +126,18 @@ def torchrun_command(processes: int, arguments: list[str]) -> list[str]:
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc-per-node={processes}", f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}",
-        "-m", "saturation.train", *arguments,
+        "-m", "saturation.train.launch", *arguments,
     ]  # fmt: skip
 
 
-def launch(processes: int, recipe: dict[str, Any], options: dict[str, Any]) -> None:
-    """Run saturation.train's entry point on `processes` processes and wait for it.
+def launch(processes: int, arguments: list[str]) -> None:
+    """Run saturation.train.launch's entry point with `arguments` on `processes` processes and
+    wait for it.
 
     SIGTERM/SIGUSR1 received here (SLURM's warning) reach torchrun as SIGTERM (it has no handler
     for SIGUSR1), which passes it to its workers, which checkpoint at the step they are on and
     exit non-zero.
     """
-    arguments = ["--recipe", json.dumps(recipe)]
-    for key, value in options.items():
-        if value is None:
-            continue
-        flag = key.replace("_", "-")
-        if isinstance(value, bool):
-            arguments.append(f"--{flag}" if value else f"--no-{flag}")
-        else:
-            arguments += [f"--{flag}", str(value)]
     command = torchrun_command(processes, arguments)
     log.info("launching %d processes: %s", processes, " ".join(command[:8]))
     # the handler is in place before torchrun starts; a signal that comes before Popen returns

@@ -1,0 +1,159 @@
+"""One forward pass over a fixed held-out sample, feeding every measurement that needs a model.
+
+The sample (`heldout_windows`) is the same tokens for every checkpoint of every run of a
+tokenizer. The pass (`heldout_pass`) runs each batch through the model once and hands what it
+computes to meters: the hidden states of every depth as the forward computes them (`Meter.tap`),
+and the final normalised states with their next tokens (`Meter.final`), what the head reads. The
+held-out loss and the anisotropy per depth are two meters (`measure_loss_and_anisotropy`); a
+measurement that needs the states themselves (a cache of them for head sweeps) is another.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from saturation.measure.anisotropy import AnisotropyMeter
+
+if TYPE_CHECKING:  # torch loads only in the jobs that run a model
+    import torch
+
+    from saturation.model.neox import FastGPTNeoX
+
+logger = logging.getLogger(__name__)
+
+
+def heldout_windows(tokens: np.ndarray, seq_len: int, n_tokens: int) -> np.ndarray:
+    """A fixed sample of `seq_len + 1`-token windows spread evenly over the held-out split.
+
+    Fixed (no RNG) so every checkpoint of every run is scored on exactly the same tokens. The
+    sample is whole windows, so every scored token has the same context budget as in training:
+    `n_tokens // seq_len` of them, at least one. No two windows score the same token (they may
+    share a boundary token, the last target of one being the first input of the next): a split
+    too short for the request gives at most `(len − 1) // seq_len` windows instead of repeating
+    tokens. Any difference from the request is logged, and the loss meter counts what was
+    actually scored.
+    Window i starts at i · (len − seq_len − 1) / (n − 1), rounded: the first window opens the
+    split and the last closes it.
+    """
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be positive, got {seq_len}")
+    last_start = len(tokens) - seq_len - 1
+    if last_start < 0:
+        raise ValueError(f"held-out split has {len(tokens)} tokens, fewer than seq_len + 1")
+    wanted = max(1, n_tokens // seq_len)
+    n_windows = min(wanted, last_start // seq_len + 1)
+    if n_windows * seq_len != n_tokens:
+        reason = (
+            f"the split's {len(tokens)} tokens hold only {n_windows} non-overlapping windows"
+            if n_windows < wanted
+            else f"whole windows of seq_len {seq_len}"
+        )
+        logger.warning(
+            "held-out sample: scoring %d tokens, not the %d requested (%s)",
+            n_windows * seq_len, n_tokens, reason,
+        )  # fmt: skip
+    # spacing last_start / (n − 1) ≥ seq_len, so the rounded starts are ≥ seq_len apart
+    starts = np.linspace(0, last_start, n_windows).round().astype(np.int64)
+    return np.stack([np.asarray(tokens[s : s + seq_len + 1], dtype=np.int64) for s in starts])
+
+
+class Meter:
+    """What a held-out pass feeds; a meter overrides what it needs."""
+
+    def tap(self, depth: int, states: torch.Tensor) -> None:
+        """The hidden states (B, T, d) at `depth`: 0 = the embeddings, 1 … L = each layer's
+        output, L + 1 = the final normalised state, the head's input."""
+
+    def final(self, hidden: torch.Tensor, targets: torch.Tensor) -> None:
+        """The head's input (N, d), flattened over the batch, and the next tokens (N,)."""
+
+
+def heldout_pass(
+    model: FastGPTNeoX, windows: np.ndarray, batch_size: int, meters: Sequence[Meter]
+) -> None:
+    """Run the sample through the model once, `batch_size` windows at a time, feeding `meters`."""
+    import torch
+
+    def tap(depth: int, states: torch.Tensor) -> None:
+        for meter in meters:
+            meter.tap(depth, states)
+
+    with torch.inference_mode():
+        for start in range(0, len(windows), batch_size):
+            batch = torch.from_numpy(windows[start : start + batch_size])
+            hidden = model.hidden_states(batch[:, :-1], tap).flatten(0, 1)  # (B·T, d)
+            targets = batch[:, 1:].flatten()
+            for meter in meters:
+                meter.final(hidden, targets)
+
+
+def summed_cross_entropy(
+    hidden: torch.Tensor,
+    logits: Callable[[torch.Tensor], torch.Tensor],
+    targets: torch.Tensor,
+    chunk: int,
+) -> float:
+    """Σ CE(logits(hidden_i), target_i) over the N rows of `hidden` (N, d), in fp32 logits.
+
+    Forward only, `chunk` tokens at a time, so the (N, V) logits and the copy cross-entropy makes
+    of them never exist at once (at Pythia's V = 50304, T = 2048 and batch 8, 3.3 GB each).
+    The training loss chunks the same way but forms the gradient in its forward, two more
+    (chunk, V) matmuls and a (V, d) buffer that a measurement has no use for.
+    """
+    import torch.nn.functional as F
+
+    total = 0.0
+    for start in range(0, hidden.shape[0], chunk):
+        scores = logits(hidden[start : start + chunk]).float()  # (chunk, V)
+        total += F.cross_entropy(scores, targets[start : start + chunk], reduction="sum").item()
+    return total
+
+
+class LossMeter(Meter):
+    """The mean next-token cross-entropy (nats) over every scored position, through the model's
+    head, `chunk` tokens of logits at a time."""
+
+    def __init__(self, logits: Callable[[torch.Tensor], torch.Tensor], chunk: int) -> None:
+        self.logits, self.chunk = logits, chunk
+        self.total, self.count = 0.0, 0
+
+    def final(self, hidden: torch.Tensor, targets: torch.Tensor) -> None:
+        self.total += summed_cross_entropy(hidden, self.logits, targets, self.chunk)
+        self.count += targets.numel()
+
+    @property
+    def loss(self) -> float:
+        return self.total / self.count
+
+
+class AnisotropyTap(Meter):
+    """The anisotropy of every depth's states (saturation.measure.anisotropy), streamed."""
+
+    def __init__(self) -> None:
+        self.meter = AnisotropyMeter()
+
+    def tap(self, depth: int, states: torch.Tensor) -> None:
+        self.meter.add(depth, states.float().cpu().numpy())  # (B, T, d)
+
+
+@dataclass(frozen=True)
+class HeldoutMeasures:
+    loss: float  # mean next-token cross-entropy, nats
+    scored_tokens: int  # distinct tokens: windows never overlap (heldout_windows)
+    anisotropy: dict[int, float]  # depth 0 = embeddings … L + 1 = final normalised state
+
+
+def measure_loss_and_anisotropy(
+    model: FastGPTNeoX, windows: np.ndarray, batch_size: int
+) -> HeldoutMeasures:
+    """The fp32 loss at every position and the anisotropy at every depth, from one pass."""
+    loss, anisotropy = LossMeter(model.head.logits, model.loss_chunk), AnisotropyTap()
+    heldout_pass(model, windows, batch_size, [loss, anisotropy])
+    if zero_rows := anisotropy.meter.zero_rows():
+        logger.warning("all-zero hidden states left out of the anisotropy, by depth: %s", zero_rows)
+    return HeldoutMeasures(loss.loss, loss.count, anisotropy.meter.values())

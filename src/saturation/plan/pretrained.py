@@ -1,0 +1,96 @@
+"""Runs whose checkpoints our own pretraining writes: one per configured width × seed.
+
+Its stages: `pretrain` (workflow/rules/train.smk) trains the run and checkpoints it on a schedule;
+`harvest` (workflow/rules/harvest.smk) verifies every scheduled checkpoint against the sha256
+recorded when it was written and lists them in the run's manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from saturation.config import gpus_of, resolve_shape
+from saturation.plan.runs import Run, SharedStages
+from saturation.plan.stages import Stage
+from saturation.schedule import checkpoint_steps
+
+
+@dataclass(frozen=True)
+class PretrainedRun(Run):
+    """A run this workflow pretrains (width × seed)."""
+
+    source: ClassVar[str] = "pretrain"
+    harvest_rule: ClassVar[str] = "harvest"
+
+    pretrain: Stage
+    gpus: int  # how the pretrain job runs (never in a recipe): GPUs, data-parallel above 1
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        return self.pretrain.recipe["train"]["checkpoint_steps"]
+
+    def own_stages(self) -> list[Stage]:
+        return [self.pretrain]
+
+
+def train_recipe(config: Mapping[str, Any], entry: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The optimisation recipe of one width's run: every field changes the trained weights."""
+    train = config["train"]
+    marks = train["checkpoints"]
+    return {
+        "seed": seed,
+        "steps": train["steps"],
+        "batch_size": train["batch_size"],
+        "seq_len": train["seq_len"],
+        "lr": entry.get("lr", train["lr"]),
+        "min_lr_ratio": train["min_lr_ratio"],
+        "warmup_steps": round(train["warmup_fraction"] * train["steps"]),
+        "betas": train["betas"],
+        "eps": train["eps"],
+        "weight_decay": train["weight_decay"],
+        "grad_clip": train["grad_clip"],
+        "precision": train["precision"],
+        "compile": train["compile"],
+        "checkpoint_steps": checkpoint_steps(
+            train["steps"], marks["log_until"], marks["every"], marks["steps"]
+        ),
+    }
+
+
+def pretrained_runs(shared: SharedStages) -> Iterator[PretrainedRun]:
+    """Every configured width × seed, on the shared tokenizer and token files."""
+    config, model = shared.config, shared.config["model"]
+    for entry in config["widths"]:
+        shape = resolve_shape(entry, model)
+        for seed in config["train"]["seeds"]:
+            name = f"w{shape['width']}-s{seed}"
+            train = train_recipe(config, entry, seed)
+            pretrain = shared.stage(
+                "pretrain",
+                {
+                    "tokens": shared.tokens.id,
+                    "tokenizer": shared.tokenizer.id,
+                    "model": shape
+                    | {k: model[k] for k in ("rotary_pct", "mlp_ratio", "vocab_multiple")},
+                    "train": train,
+                },
+                name,
+            )
+            harvest = shared.stage("harvest", {"pretrain": pretrain.id}, name)
+            yield PretrainedRun(
+                name=name,
+                attributes={
+                    "family": "gpt_neox",
+                    "width": shape["width"],
+                    "layers": shape["layers"],
+                    "seed": seed,
+                },
+                seq_len=train["seq_len"],
+                tokens=shared.tokens,
+                harvest=harvest,
+                **shared.measurements(name, harvest, shared.tokens),
+                pretrain=pretrain,
+                gpus=gpus_of(entry, config["runtime"]),
+            )

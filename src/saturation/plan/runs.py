@@ -1,0 +1,98 @@
+"""A run is a source of checkpoints, and the measurements taken on them.
+
+Harvest, analysis, evaluation, tables and figures see only what every run has: a name (unique:
+the key of every table row), attributes (family, width, seed, …: what tables and figures may
+group or colour by, never a key), the held-out tokens it is scored on, the context length of its
+windows, the harvest stage that lists its checkpoints, and the measurement stages built from that
+list. Where the checkpoints come from is the run's source: our own pretraining (`pretrained.py`)
+is one; each source brings its own stages and its own harvest rule (`harvest_rule`), which writes
+the one manifest format every run shares (saturation.checkpoints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from saturation.plan.stages import Stage
+
+
+@dataclass(frozen=True)
+class Run:
+    """One series of checkpoints and the stages that measure it."""
+
+    source: ClassVar[str]  # the kind of source, as in the tables' runs table
+    harvest_rule: ClassVar[str]  # the Snakemake checkpoint rule that writes its manifest
+
+    name: str
+    attributes: Mapping[str, Any]  # family, width, seed, … (table columns, never a key)
+    seq_len: int  # tokens of context of the held-out windows
+    tokens: Stage  # the token files it is scored on (its tokenizer's)
+    harvest: Stage
+    analyze: Stage
+    evaluate: Mapping[str, Stage]  # task -> its evaluation of the run's checkpoints
+    benchmarks: Stage  # every task's results of the run, one table
+
+    @property
+    def width(self) -> int:
+        return self.attributes["width"]
+
+    @property
+    def seed(self) -> int:
+        return self.attributes["seed"]
+
+    def own_stages(self) -> list[Stage]:
+        """The stages the source itself adds before harvest (none for a ready-made series)."""
+        return []
+
+    def stages(self) -> list[Stage]:
+        return [*self.own_stages(), self.harvest, self.analyze, *self.evaluate.values(),
+                self.benchmarks]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SharedStages:
+    """What every run's stages are built on: the config and the stages shared by all runs."""
+
+    config: Mapping[str, Any]
+    results: str
+    corpus: Stage
+    tokenizer: Stage
+    tokens: Stage
+    evaltasks: Mapping[str, Stage]  # task -> the folder of its YAML (generated tasks share one)
+
+    def stage(self, kind: str, recipe: dict[str, Any], name: str) -> Stage:
+        return Stage(kind, recipe, name=name, results=self.results)
+
+    def measurements(self, name: str, harvest: Stage, tokens: Stage) -> dict[str, Any]:
+        """The run's measurement stages, as keyword arguments of its Run."""
+        evaluation = self.config["evaluation"]
+        analyze = self.stage(
+            "analyze", {"harvest": harvest.id, "tokens": tokens.id} | dict(self.config["analysis"]),
+            name,
+        )  # fmt: skip
+        evaluate = {
+            task: self.stage(
+                "evaluate",
+                {
+                    "harvest": harvest.id,
+                    "task": task,
+                    "tasks": self.evaltasks[task].id if task in self.evaltasks else "hub",
+                    "limit": evaluation["limit"],
+                    "batch_size": evaluation["batch_size"],
+                },
+                f"{name}/{task}",
+            )
+            for task in evaluation["tasks"]
+        }
+        benchmarks = self.stage(
+            "benchmarks",
+            {
+                "analyze": analyze.id,
+                "evaluate": {task: stage.id for task, stage in evaluate.items()},
+                "checkpoints": dict(evaluation["checkpoints"]),
+            },
+            name,
+        )
+        return {"analyze": analyze, "evaluate": evaluate, "benchmarks": benchmarks}
