@@ -22,7 +22,7 @@ from saturation.config import load_config
 from saturation.evaluate.tasks import SAMPLES_DIR
 from saturation.figures import FIGURES
 from saturation.plan import FORMAT_VERSIONS, make_plan
-from tests.conftest import MICRO, SNAKEFILE, snakemake, write_config
+from tests.conftest import MICRO, ROOT, SNAKEFILE, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -130,6 +130,24 @@ def test_second_run_does_nothing(micro: tuple[Path, subprocess.CompletedProcess]
     done = snakemake(workdir, "--configfile", str(MICRO))
     assert "Nothing to be done" in done.stdout + done.stderr
     assert not jobs_run(done)
+
+
+def test_an_edited_script_reruns_nothing(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
+    """A result is its stage's recipe and format version: a script newer than the results (an
+    edit, a checkout) reruns nothing, because the workflow profile leaves out Snakemake's `code`
+    trigger, which alone would rerun every job of that rule."""
+    workdir, _ = micro
+    script = ROOT / "workflow" / "scripts" / "plot_figure.py"
+    times = script.stat()
+    os.utime(script, (times.st_atime, time.time() + 60))
+    try:
+        done = snakemake(workdir, "-n", "--configfile", str(MICRO))
+        assert "Nothing to be done" in done.stdout + done.stderr
+        triggers = ("--rerun-triggers", "code", "mtime", "params", "input", "software-env")
+        with_code = snakemake(workdir, "-n", "--configfile", str(MICRO), *triggers)
+        assert jobs_run(with_code)["plot_figure"] == len(FIGURES)
+    finally:
+        os.utime(script, ns=(times.st_atime_ns, times.st_mtime_ns))
 
 
 def test_restated_defaults_plan_nothing(

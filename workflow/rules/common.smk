@@ -53,14 +53,17 @@ def job_benchmark(rule, job):
     return f"{RESULTS}/logs/{rule}/{job}.benchmark.tsv"
 
 
+def job_owner(wildcards):
+    """(the stage a job writes, its run or None), from the one `<kind>_id` wildcard in its path."""
+    return PLAN.find(next(v for k, v in wildcards.items() if k.endswith("_id")))
+
+
 def stage_of(wildcards):
-    """The stage a job writes, from the one `<kind>_id` wildcard in its path."""
-    return PLAN.find(next(v for k, v in wildcards.items() if k.endswith("_id")))[0]
+    return job_owner(wildcards)[0]
 
 
 def run_of(wildcards):
-    """The run a per-run job belongs to, from the stage id in its path."""
-    return PLAN.find(next(v for k, v in wildcards.items() if k.endswith("_id")))[1]
+    return job_owner(wildcards)[1]
 
 
 def corpus_local_files():

@@ -9,6 +9,7 @@ that name to its class, so a new kind of head is a new class and one entry there
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -98,7 +99,5 @@ def head_class(config: Mapping[str, Any]) -> type[LinearHead]:
 
 def read_head_matrix(checkpoint_dir: str | Path, n_rows: int | None = None) -> np.ndarray:
     """The matrix whose spectrum is measured, read from a saved checkpoint."""
-    import json
-
     config = json.loads((Path(checkpoint_dir) / "config.json").read_text())
     return head_class(config).read_matrix(checkpoint_dir, n_rows)
