@@ -19,6 +19,9 @@ RUN_SOURCES = (pretrained_runs,)
 
 @dataclass(frozen=True)
 class Plan:
+    """Every stage of a config: the shared ones, each run's, and an index from a stage's id to the
+    stage and its run, through which a job finds what it belongs to."""
+
     results: str
     corpus: Stage
     tokenizer: Stage
