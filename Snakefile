@@ -22,6 +22,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/harvest.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/scaling.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from saturation.figures import FIGURES
+
 ROOT = Path(__file__).resolve().parents[1]
+# The figures every config draws (the scaling figure needs `scaling.enabled`)
+DRAWN_FIGURES = [name for name, table in FIGURES.items() if table != "scaling"]
 SNAKEFILE = ROOT / "Snakefile"
 MICRO = ROOT / "configs" / "micro.yaml"
 

@@ -86,6 +86,14 @@ BAD_CONFIGS = {
         {"tokenizer": {"pretrained": str(ROOT / "config.yaml")}},
         f"tokenizer.pretrained: {str(ROOT / 'config.yaml')!r} is not a folder",
     ),
+    "scaling law with no runs to fit": (
+        {"scaling": {"enabled": True}},
+        "scaling: set min_width or min_parameters (the runs the law is fitted on)",
+    ),
+    "scaling law fitted on one size": (
+        {"scaling": {"enabled": True, "min_width": 256}},
+        "scaling.min_width: 256 leaves widths [256]; fitting A and α needs at least two",
+    ),
     "folder that holds no tokenizer": (
         {"tokenizer": {"pretrained": str(ROOT / "configs")}},
         f"tokenizer.pretrained: folder {str(ROOT / 'configs')!r} holds no HF tokenizer",

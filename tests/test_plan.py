@@ -221,3 +221,19 @@ def test_two_runs_of_one_name_are_refused(config: dict, monkeypatch: pytest.Monk
     monkeypatch.setattr(build, "RUN_SOURCES", (pretrained_runs, pretrained_runs))
     with pytest.raises(ConfigError, match="run 'w32-s0' is configured twice"):
         make_plan(config)
+
+
+def test_the_scaling_stage_exists_only_where_enabled(config: dict) -> None:
+    """Off by default, so the default's ids stay; on, it reads the tables, and its settings move
+    only it and the figures that draw it."""
+    plan = make_plan(config)
+    assert plan.scaling is None and "scaling" not in plan.figures.recipe
+    config["scaling"] |= {"enabled": True, "min_width": 64}
+    enabled = make_plan(config)
+    assert enabled.scaling.recipe["tables"] == plan.tables.id
+    assert enabled.figures.recipe["scaling"] == enabled.scaling.id
+    before = ids(enabled)
+    config["scaling"]["E"] = 1.0
+    after = ids(make_plan(config))
+    assert {k for k in before if before[k] != after[k]} == {("scaling", "scaling"),
+                                                           ("figures", "figures")}  # fmt: skip

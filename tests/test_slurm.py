@@ -28,8 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from saturation.figures import FIGURES
-from tests.conftest import MICRO, SNAKEFILE, write_config
+from tests.conftest import DRAWN_FIGURES, MICRO, SNAKEFILE, write_config
 from tests.slurm.cluster import DOWN, PROFILE, UNAVAILABLE, UP, cluster_env, profile_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -194,12 +193,12 @@ def test_every_job_goes_through_sbatch(micro_slurm: tuple[Path, str]) -> None:
     assert ran["pretrain"] == ran["harvest"] == ran["collect_run"] == runs
     assert ran["analyze_checkpoint"] == runs * len(STEPS)
     assert ran["evaluate_checkpoint"] == runs * len(TASKS)  # the final checkpoint only
-    assert ran["plot_figure"] == len(FIGURES) and ran["tidy_table"] == 1
+    assert ran["plot_figure"] == len(DRAWN_FIGURES) and ran["tidy_table"] == 1
     # per-checkpoint jobs batched: one SLURM job per run (analysis) and per run × task (evaluation)
     groups = Counter(group.split("-")[0] for group in GROUP_JOB.findall(log))
     assert groups == {"analyze": runs, "evaluate": runs * len(TASKS)}
     data = {"build_corpus": 1, "train_tokenizer": 1, "tokenize": 3, "build_eval_tasks": 1}
-    singles = sum(data.values()) + 2 * runs + 2 + len(FIGURES)  # + pretrain, harvest, tables
+    singles = sum(data.values()) + 2 * runs + 2 + len(DRAWN_FIGURES)  # + pretrain, harvest, tables
     assert len(submitted) == singles + sum(groups.values())
 
     # SLURM's own accounting of this run: every submission, all completed
@@ -224,7 +223,7 @@ def test_every_job_goes_through_sbatch(micro_slurm: tuple[Path, str]) -> None:
     for name in ("summary.csv", "benchmarks.csv"):
         assert (summary / name).stat().st_size > 0
     (figures,) = (results / "figures").iterdir()
-    assert {p.stem for p in figures.glob("*.png")} == set(FIGURES)
+    assert {p.stem for p in figures.glob("*.png")} == set(DRAWN_FIGURES)
 
 
 def test_rerun_submits_nothing(micro_slurm: tuple[Path, str]) -> None:
@@ -250,10 +249,14 @@ def test_one_width_change_reruns_only_its_subtree(micro_slurm: tuple[Path, str])
     assert ran == Counter(
         pretrain=1, harvest=1, analyze_checkpoint=len(STEPS), collect_run=1,
         evaluate_checkpoint=len(TASKS), collect_benchmarks=1, tidy_table=1,
-        saturation_summary=1, plot_figure=len(FIGURES), all=1,
+        saturation_summary=1, plot_figure=len(DRAWN_FIGURES), all=1,
     )  # fmt: skip
     submitted = SUBMITTED.findall(log)
-    assert len(submitted) == expected_submissions(log) == 1 + 1 + 1 + len(TASKS) + 2 + len(FIGURES)
+    assert (
+        len(submitted)
+        == expected_submissions(log)
+        == 1 + 1 + 1 + len(TASKS) + 2 + len(DRAWN_FIGURES)
+    )
     assert local_rules(log) == LOCAL
     produced = [
         line for line in log.splitlines() if line.strip().startswith(("output:", "wildcards:"))

@@ -26,6 +26,7 @@ from saturation.tables import (
     runs_table,
     write_tidy_table,
 )
+from tests.conftest import DRAWN_FIGURES
 
 
 def fake_run(root: Path, width: int, losses: list[float], seed: int = 0) -> RunMeasurements:
@@ -162,7 +163,7 @@ def test_anisotropy_depth_uses_each_final_checkpoint(table: pd.DataFrame) -> Non
     assert anisotropy_depth.title(same_end).endswith("the final checkpoint (step 1)")
 
 
-@pytest.mark.parametrize("name", sorted(FIGURES))
+@pytest.mark.parametrize("name", sorted(DRAWN_FIGURES))  # the scaling figure: test_scaling.py
 def test_figures_render_png_and_pdf(
     name: str, table: pd.DataFrame, spectra: pd.DataFrame, tmp_path: Path
 ) -> None:

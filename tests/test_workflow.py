@@ -20,9 +20,8 @@ import yaml
 from benchmarks.stage_costs import read_job_costs, stage_costs, to_markdown
 from saturation.config import load_config
 from saturation.evaluate.tasks import SAMPLES_DIR
-from saturation.figures import FIGURES
 from saturation.plan import FORMAT_VERSIONS, make_plan
-from tests.conftest import MICRO, ROOT, SNAKEFILE, snakemake, write_config
+from tests.conftest import DRAWN_FIGURES, MICRO, ROOT, SNAKEFILE, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +64,7 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
     # every 3rd harvested checkpoint (0, 4) plus best = final = 40, for each of the 2 tasks
     assert ran["build_eval_tasks"] == 1 and ran["collect_benchmarks"] == n_runs
     assert ran["evaluate_checkpoint"] == n_runs * 2 * 3
-    assert ran["plot_figure"] == len(FIGURES)
+    assert ran["plot_figure"] == len(DRAWN_FIGURES)
     (tables,) = (results / "tables").iterdir()
     table = pd.read_parquet(tables / "metrics.parquet")
     assert list(table.columns) == [
@@ -97,11 +96,11 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
     assert (summary.final_loss >= summary.best_loss).all()
     assert "| run | width |" in (summaries / "summary.md").read_text()
     (figures,) = (results / "figures").iterdir()
-    for name in FIGURES:
+    for name in DRAWN_FIGURES:
         assert (figures / f"{name}.png").stat().st_size > 10_000
         assert (figures / f"{name}.pdf").stat().st_size > 5_000
     index = pd.read_csv(results / "index.csv")
-    assert set(index.stage) == set(FORMAT_VERSIONS)  # every stage is indexed
+    assert set(index.stage) == set(FORMAT_VERSIONS) - {"scaling"}  # every stage run is indexed
     for row in index.itertuples():
         assert yaml.safe_load((workdir / row.path / "recipe.json").read_text())["id"] == row.id
 
@@ -145,7 +144,7 @@ def test_an_edited_script_reruns_nothing(micro: tuple[Path, subprocess.Completed
         assert "Nothing to be done" in done.stdout + done.stderr
         triggers = ("--rerun-triggers", "code", "mtime", "params", "input", "software-env")
         with_code = snakemake(workdir, "-n", "--configfile", str(MICRO), *triggers)
-        assert jobs_run(with_code)["plot_figure"] == len(FIGURES)
+        assert jobs_run(with_code)["plot_figure"] == len(DRAWN_FIGURES)
     finally:
         os.utime(script, ns=(times.st_atime_ns, times.st_mtime_ns))
 
@@ -183,6 +182,43 @@ def test_a_summary_setting_reruns_only_the_summary(
     assert jobs_run(done) == Counter({"saturation_summary": 1, "all": 1})
 
 
+def test_the_scaling_law_on_own_runs(
+    micro: tuple[Path, subprocess.CompletedProcess], tmp_path: Path
+) -> None:
+    """`scaling.enabled` adds the extrapolation and its figure, and recomputes nothing else. The
+    micro runs' losses (≈ 6 nats after 10k tokens) lie far below Chinchilla's B/T^β + E, so the
+    law is fitted here with B = E = 0: L = A/N^α through both runs."""
+    from saturation.checkpoints import count_parameters, read_manifest
+
+    workdir, _ = micro
+    results = workdir / "results"
+    before = snapshot(results)
+    extra = write_config(
+        tmp_path / "scaling.yaml",
+        {"scaling": {"enabled": True, "min_width": 16, "B": 0, "E": 0, "bootstrap": 50}},
+    )
+    done = snakemake(workdir, "--configfile", str(MICRO), str(extra))
+    assert jobs_run(done) == Counter(
+        {"fit_scaling": 1, "plot_figure": len(DRAWN_FIGURES) + 1, "all": 1}
+    )  # the figures' folder follows the scaling stage it draws
+    assert all(snapshot(results).get(p) == t for p, t in before.items())
+    (stage,) = results.glob("scaling/*")
+    fit = json.loads((stage / "fit.json").read_text())
+    assert fit["fitted_runs"] == ["w16-s0", "w32-s0"] and fit["alpha"] > 0
+    table = pd.read_csv(stage / "scaling.csv")
+    assert sorted(zip(table.run, table.kind, strict=True)) == [
+        ("w16-s0", "best"), ("w16-s0", "final"), ("w32-s0", "best"), ("w32-s0", "final")
+    ]  # fmt: skip
+    final = table[table.kind == "final"]
+    assert list(final.excess) == pytest.approx([0, 0], abs=1e-9)  # two points, two parameters
+    assert set(final.tokens) == {40 * 8 * 32}  # step 40 of batch 8 × 32 tokens
+    manifests = results.glob("harvest/*/manifest.csv")
+    counted = {count_parameters(workdir / read_manifest(m)[-1].path) for m in manifests}
+    assert set(final.parameters) == counted and len(counted) == 2
+    (figures,) = {p.parent for p in results.glob("figures/*/scaling_law.png")}
+    assert (figures / "scaling_law.pdf").stat().st_size > 5_000
+
+
 def test_figures_redraw_without_recomputing(
     micro: tuple[Path, subprocess.CompletedProcess],
 ) -> None:
@@ -190,7 +226,7 @@ def test_figures_redraw_without_recomputing(
     results = workdir / "results"
     measured = {p: t for p, t in snapshot(results).items() if "figures" not in p.parts}
     done = snakemake(workdir, "--configfile", str(MICRO), "--forcerun", "plot_figure")
-    assert jobs_run(done) == Counter({"plot_figure": len(FIGURES), "all": 1})
+    assert jobs_run(done) == Counter({"plot_figure": len(DRAWN_FIGURES), "all": 1})
     assert {p: t for p, t in snapshot(results).items() if "figures" not in p.parts} == measured
 
 
@@ -219,7 +255,7 @@ def test_one_learning_rate_change_reruns_one_subtree(
     assert ran["pretrain"] == 1 and ran["harvest"] == 1
     assert ran["analyze_checkpoint"] == 6 and ran["collect_run"] == 1
     assert ran["evaluate_checkpoint"] == 2 * 3 and "build_eval_tasks" not in ran
-    assert ran["plot_figure"] == len(FIGURES)
+    assert ran["plot_figure"] == len(DRAWN_FIGURES)
     assert {"build_corpus", "train_tokenizer", "tokenize"}.isdisjoint(ran)
     for stage, ids in old_ids.items():
         assert len(stage_ids(results, stage) - ids) == 1, f"{stage}: exactly one new id"

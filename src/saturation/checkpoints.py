@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ from pathlib import Path
 from saturation.io import sha256_file, write_text_atomic
 
 CHECKPOINT_RECORD = "checkpoint.json"
+# Buffers older transformers saved beside the weights (the causal mask, rotary frequencies): not
+# parameters; recomputed by the model, and skipped when loading, as from_pretrained skips them.
+BUFFER_KEYS = re.compile(r"\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$")
 MANIFEST_FIELDS = ("step", "tokens", "path", "sha256")
 _STEP_DIR = re.compile(r"^step(\d+)$")
 
@@ -128,3 +132,20 @@ def read_manifest(path: str | Path) -> list[CheckpointEntry]:
             CheckpointEntry(int(r["step"]), int(r["tokens"]), r["path"], r["sha256"])
             for r in csv.DictReader(handle)
         ]
+
+
+def count_parameters(folder: str | Path) -> int:
+    """Every parameter of a saved checkpoint, embeddings and padded head rows included (the N of
+    the scaling law), from the safetensors headers alone: no tensor is read."""
+    from safetensors import safe_open
+
+    files = weight_files(Path(folder))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no *.safetensors weights")
+    total = 0
+    for file in files:
+        with safe_open(file, framework="np") as handle:
+            for key in handle.keys():  # noqa: SIM118 - safe_open is not a dict
+                if not BUFFER_KEYS.search(key):
+                    total += math.prod(handle.get_slice(key).get_shape())
+    return total

@@ -130,6 +130,7 @@ def check_semantics(config: Mapping[str, Any]) -> None:
     _check_widths(config)
     _check_checkpoints(config["train"])
     _check_evaluation(config)
+    _check_scaling(config)
 
 
 # What an HF tokenizer folder holds at least one of (AutoTokenizer reads its config or the fast
@@ -239,4 +240,24 @@ def _check_evaluation(config: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"evaluation.checkpoints.include[{i}]: step {entry} is not a checkpoint step "
                 f"(schedule: {sorted(schedule)})"
+            )
+
+
+def _check_scaling(config: Mapping[str, Any]) -> None:
+    """The law needs runs to be fitted on, of at least two sizes; `min_width` is checked here,
+    `min_parameters` (counted from the weights) by the job."""
+    scaling = config["scaling"]
+    if not scaling["enabled"]:
+        return
+    if scaling["min_width"] is None and scaling["min_parameters"] is None:
+        raise ConfigError(
+            "scaling: set min_width or min_parameters (the runs the law is fitted on)"
+        )
+    if scaling["min_width"] is not None:
+        widths = {resolve_shape(e, config["model"])["width"] for e in config["widths"]}
+        fitted = sorted(w for w in widths if w >= scaling["min_width"])
+        if len(fitted) < 2:
+            raise ConfigError(
+                f"scaling.min_width: {scaling['min_width']} leaves widths {fitted}; fitting A and "
+                "α needs at least two model sizes"
             )

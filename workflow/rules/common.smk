@@ -19,12 +19,14 @@ except (ConfigError, CorpusError, FileNotFoundError) as err:  # missing paths ar
 RESULTS = PLAN.results
 ENV = "../../envs/saturation.yaml"
 TABLES = ["metrics", "spectra", "runs"]
-# the benchmark figure needs a word-perplexity task among the evaluated ones
 WORD_PERPLEXITY_TASKS = {metric.split("/")[0] for metric in WORD_PERPLEXITY_METRICS}
+# the figures this config can draw: the benchmark figure needs a word-perplexity task, the
+# scaling figure the scaling stage
 PLOTTED = [
     f
     for f in FIGURES
-    if f != "benchmark_perplexity" or WORD_PERPLEXITY_TASKS & set(config["evaluation"]["tasks"])
+    if (f != "benchmark_perplexity" or WORD_PERPLEXITY_TASKS & set(config["evaluation"]["tasks"]))
+    and (FIGURES[f] != "scaling" or PLAN.scaling is not None)
 ]
 
 
@@ -100,12 +102,27 @@ def final_outputs():
         for t in ("summary", "benchmarks")
         for e in ("csv", "md")
     ]
-    return [*tokens, *manifests, *tables, *summaries, *rules.figures.input]
+    scaling = [PLAN.scaling.file("fit")] if PLAN.scaling else []
+    return [*tokens, *manifests, *tables, *summaries, *scaling, *rules.figures.input]
 
 
 def checkpoint_weights(wildcards):
     entry = harvested_steps(run_of(wildcards))[int(wildcards.step)]
     return f"{entry.path}/model.safetensors"
+
+
+def final_weights(run):
+    """The weights of the run's last harvested checkpoint."""
+    steps = harvested_steps(run)
+    return f"{steps[max(steps)].path}/model.safetensors"
+
+
+def figure_table(wildcards):
+    """The one table a figure is drawn from: a tidy table, or the scaling stage's."""
+    table = FIGURES[wildcards.figure]
+    if table == "scaling":
+        return PLAN.scaling.file("table", ext="parquet")
+    return PLAN.tables.file("table", table=table, ext="parquet")
 
 
 def run_measurements(wildcards):

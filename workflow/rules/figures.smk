@@ -3,9 +3,7 @@
 
 rule plot_figure:
     input:
-        table=lambda wildcards: PLAN.tables.file(
-            "table", table=FIGURES[wildcards.figure], ext="parquet"
-        ),
+        table=figure_table,
     output:
         png=report(
             PLAN.figures.file("figure", ext="png"),

@@ -10,19 +10,15 @@ file into it strictly: every tensor in the file has a place, and every place is 
 from __future__ import annotations
 
 import json
-import re
 from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from saturation.checkpoints import BUFFER_KEYS
 from saturation.model.heads import HEADS
 from saturation.model.neox import FastGPTNeoX, NeoXArchitecture
-
-# Buffers older transformers saved beside the weights (the causal mask, rotary frequencies):
-# recomputed by FastGPTNeoX, so skipped, as from_pretrained skips them.
-_IGNORED_KEYS = re.compile(r"\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$")
 
 
 class _FromFile:
@@ -97,7 +93,7 @@ def read_weights(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     for file in files:
         state.update(load_file(file))
-    return {key: value for key, value in state.items() if not _IGNORED_KEYS.search(key)}
+    return {key: value for key, value in state.items() if not BUFFER_KEYS.search(key)}
 
 
 def load_fast_neox(checkpoint_dir: str | Path) -> FastGPTNeoX:

@@ -30,6 +30,7 @@ class Plan:
     runs: Mapping[str, Run]
     tables: Stage
     summary: Stage
+    scaling: Stage | None  # the scaling-law extrapolation, when `scaling.enabled`
     figures: Stage
     _owners: dict[str, tuple[Stage, Run | None]] = field(init=False, repr=False, compare=False)
 
@@ -42,8 +43,9 @@ class Plan:
     def stages(self) -> list[Stage]:
         evaltasks = {stage.id: stage for stage in self.evaltasks.values()}  # generated: one
         per_run = [stage for run in self.runs.values() for stage in run.stages()]
+        scaling = [self.scaling] if self.scaling else []
         return [self.corpus, self.tokenizer, self.tokens, *evaltasks.values(), *per_run,
-                self.tables, self.summary, self.figures]  # fmt: skip
+                self.tables, self.summary, *scaling, self.figures]  # fmt: skip
 
     def find(self, stage_id: str) -> tuple[Stage, Run | None]:
         """The stage with this id, and the run it belongs to (None for shared stages)."""
@@ -177,6 +179,15 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
         name="summary",
         results=results,
     )
-    figures = Stage("figures", {"tables": tables.id}, name="figures", results=results)
+    scaling = None
+    if config["scaling"]["enabled"]:
+        settings = {k: v for k, v in config["scaling"].items() if k != "enabled"}
+        scaling = Stage("scaling", {"tables": tables.id, "scaling": settings}, "scaling", results)
+    figures = Stage(
+        "figures",
+        {"tables": tables.id} | ({"scaling": scaling.id} if scaling else {}),
+        name="figures",
+        results=results,
+    )
     return Plan(results, corpus, tokenizer, tokens, shared.evaltasks, runs, tables, summary,
-                figures)  # fmt: skip
+                scaling, figures)  # fmt: skip

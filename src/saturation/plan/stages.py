@@ -70,6 +70,7 @@ KINDS: dict[str, StageKind] = {
         StageKind("benchmarks", 1, {"table": "metrics.csv"}),
         StageKind("tables", 5, {"table": "{table}.{ext}"}),
         StageKind("summary", 1, {"table": "{table}.{ext}"}),
+        StageKind("scaling", 1, {"table": "scaling.{ext}", "fit": "fit.json"}),
         StageKind("figures", 4, {"figure": "{figure}.{ext}"}),
     )
 }
