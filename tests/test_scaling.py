@@ -61,6 +61,9 @@ def test_smaller_runs_excess_and_its_interval() -> None:
     assert result.mean_excess["best"] == pytest.approx(0.04, abs=0.02)
     low, high = result.intervals["alpha"]
     assert low < 0.246 < high and result.intervals["resamples"] > 150
+    assert result.intervals["distinct_samples"] > 100
+    two = extrapolate(table, large[:2], iterations=50, seed=0).intervals  # one set of two runs
+    assert two["distinct_samples"] == 1 and two["alpha"][0] == pytest.approx(two["alpha"][1])
     assert not result.table.loc[result.table.run.str.startswith("small"), "in_fit"].any()
     assert result.record()["fitted_runs"] == sorted(large)
 

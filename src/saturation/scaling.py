@@ -105,10 +105,12 @@ def bootstrap(
 ) -> dict[str, list[float] | int]:
     """95 % percentile intervals of A and α over resamples of the fitted runs (with replacement);
     a resample with fewer than two model sizes, or one the law cannot describe, is skipped and
-    not counted in `resamples`."""
+    not counted in `resamples`. `distinct_samples` counts the different draws among them:
+    with few fitted runs there are few, and the interval says little (two runs: one set, an
+    interval of width zero)."""
     runs = sorted(points["run"].unique())
     rng = np.random.default_rng(seed)
-    fits = []
+    fits, samples = [], set()
     for _ in range(iterations):
         chosen = rng.choice(runs, size=len(runs), replace=True)
         sample = pd.concat([points[points["run"] == run] for run in chosen], ignore_index=True)
@@ -117,11 +119,13 @@ def bootstrap(
         except ValueError:
             continue
         fits.append((law.A, law.alpha))
+        samples.add(tuple(sorted(chosen)))  # the multiset of runs drawn
     if not fits:
-        return {"A": [math.nan, math.nan], "alpha": [math.nan, math.nan], "resamples": 0}
-    values = np.array(fits)
-    low, high = np.percentile(values, [2.5, 97.5], axis=0)
-    return {"A": [low[0], high[0]], "alpha": [low[1], high[1]], "resamples": len(fits)}
+        nan = [math.nan, math.nan]
+        return {"A": nan, "alpha": nan, "resamples": 0, "distinct_samples": 0}
+    low, high = np.percentile(np.array(fits), [2.5, 97.5], axis=0)
+    return {"A": [low[0], high[0]], "alpha": [low[1], high[1]], "resamples": len(fits),
+            "distinct_samples": len(samples)}  # fmt: skip
 
 
 def excess(points: pd.DataFrame, law: Law) -> pd.DataFrame:
