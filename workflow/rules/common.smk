@@ -106,15 +106,14 @@ def final_outputs():
     return [*tokens, *manifests, *tables, *summaries, *scaling, *rules.figures.input]
 
 
-def checkpoint_weights(wildcards):
-    entry = harvested_steps(run_of(wildcards))[int(wildcards.step)]
-    return f"{entry.path}/model.safetensors"
-
-
-def final_weights(run):
-    """The weights of the run's last harvested checkpoint."""
+def weights_of(run, step=None):
+    """The weights of one of the run's harvested checkpoints (None: its last)."""
     steps = harvested_steps(run)
-    return f"{steps[max(steps)].path}/model.safetensors"
+    return f"{steps[max(steps) if step is None else step].path}/model.safetensors"
+
+
+def checkpoint_weights(wildcards):
+    return weights_of(run_of(wildcards), int(wildcards.step))
 
 
 def figure_table(wildcards):

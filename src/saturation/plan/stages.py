@@ -122,7 +122,7 @@ class Stage:
 
     @property
     def dir(self) -> str:
-        return f"{self.results}/{self.stage}/{self.id}"
+        return folder(self.results, self.stage, self.id)
 
     def file(self, role: str, **fields: Any) -> str:
         """The path of one of the stage's files; fields not given stay wildcards."""
@@ -139,7 +139,12 @@ class Stage:
         }
 
 
+def folder(results: str, kind: str, stage_id: str) -> str:
+    """Where a stage's files live: results/<kind>/<id>."""
+    return f"{results}/{kind}/{stage_id}"
+
+
 def pattern(results: str, kind: str, role: str, **fields: Any) -> str:
     """A file of every stage of a kind: the id is the wildcard `{<kind>_id}` (rules' outputs)."""
     template = KINDS[kind].template(role)
-    return f"{results}/{kind}/{{{kind}_id}}/{fill(template, **fields)}"
+    return f"{folder(results, kind, '{' + kind + '_id}')}/{fill(template, **fields)}"
