@@ -1,5 +1,5 @@
-# saturation-lab: corpus → tokenizer → tokens → pretrain per width → harvest → analyze → tables →
-# summary, figures.
+# saturation-lab: corpus → tokenizer → tokens → pretrain per width (or published suites) → harvest →
+# analyze → tables → summary, figures.
 # All target logic lives in workflow/rules/common.smk; every output path is content-addressed there.
 from pathlib import Path
 
@@ -20,6 +20,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/harvest.smk"
+include: "workflow/rules/suites.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/scaling.smk"

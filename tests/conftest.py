@@ -123,3 +123,16 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_data: dict[str, Path
     run_dir = tmp_path_factory.mktemp("tiny_run")
     train_tiny(run_dir, tiny_data)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def hub_cache(
+    tmp_path_factory: pytest.TempPathFactory, tiny_data: dict[str, Path]
+):  # -> tests.hub_cache.HubCache (imported lazily: it pulls in torch)
+    """An offline HF hub cache of tiny models sharing `tiny_data`'s tokenizer (tests/hub_cache.py)."""
+    from saturation.tokens import open_tokens
+    from tests.hub_cache import build_hub_cache
+
+    return build_hub_cache(
+        tmp_path_factory.mktemp("hub"), tiny_data["tokenizer"], open_tokens(tiny_data["train"])
+    )

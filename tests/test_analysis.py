@@ -176,3 +176,24 @@ def test_a_meter_sees_every_state_of_the_one_pass(tiny_run: Path, tiny_data: dic
     torch.testing.assert_close(torch.cat(kept.final_states), expected)
     assert torch.equal(torch.cat(kept.targets), ids[:, 1:].flatten())
     assert kept.depths == set(range(len(model.model.gpt_neox.layers) + 2))
+
+
+def test_the_cpu_device_changes_no_number(tiny_run: Path, tiny_data: dict, tmp_path: Path) -> None:
+    """device="cpu" is the default and the pass the analysis always ran: the same floats."""
+    checkpoint = tiny_run / "checkpoints" / "step12"
+
+    def analyze(tag: str, **device: str) -> dict:
+        return analyze_checkpoint(
+            checkpoint, tiny_data["val"], seq_len=16, val_tokens=256, batch_size=3,
+            metrics_out=tmp_path / f"{tag}.json", sigma_out=tmp_path / f"{tag}.npy", **device,
+        )  # fmt: skip
+
+    record = analyze("cpu", device="cpu")
+    assert record == analyze("default")
+    windows = heldout_windows(open_tokens(tiny_data["val"]), seq_len=16, n_tokens=256)
+    measured = measure_loss_and_anisotropy(load_fast_neox(checkpoint), windows, batch_size=3)
+    assert record["metrics"]["val_loss"] == measured.loss
+    anisotropy = {
+        int(k[-2:]): v for k, v in record["metrics"].items() if k.startswith("anisotropy_d")
+    }
+    assert anisotropy == measured.anisotropy

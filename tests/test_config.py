@@ -15,6 +15,7 @@ from saturation.config import (
     merge_configs,
     validate_config,
 )
+from saturation.plan import make_plan
 from tests.conftest import MICRO, ROOT, snakemake, write_config
 
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -94,6 +95,41 @@ BAD_CONFIGS = {
         {"scaling": {"enabled": True, "min_width": 256}},
         "scaling.min_width: 256 leaves widths [256]; fitting A and α needs at least two",
     ),
+    "no runs at all": ({"widths": []}, "widths: no runs to measure"),
+    "suite model with both a repo and a folder": (
+        {"suites": {"models": [{"name": "m", "hf": "org/m", "path": "x", "width": 8}]}},
+        "suites.models[0]: give exactly one of hf (a hub repo) or path (a folder)",
+    ),
+    "suite folder that is no model": (
+        {"suites": {"models": [{"name": "m", "path": str(ROOT / "configs")}]}},
+        f"suites.models[0].path: {str(ROOT / 'configs')!r} holds no config.json",
+    ),
+    "uncached hub model of unknown width": (
+        {"suites": {"models": [{"name": "m", "hf": "org/never-cached"}]}},
+        "suites.models[0].width: org/never-cached is not in the HF cache",
+    ),
+    "pythia step off its schedule": (
+        {"suites": {"pythia": {"sizes": ["14m"], "steps": [0, 1500]}}},
+        "suites.pythia.steps: [1500] are not Pythia checkpoints",
+    ),
+    "pythia size that does not exist": (
+        {"suites": {"pythia": {"sizes": ["50m"]}}},
+        "suites.pythia.sizes[0]: '50m' is not one of",
+    ),
+    "revisions for a step list of another length": (
+        {
+            "suites": {
+                "models": [
+                    {"name": "m", "hf": "org/m", "width": 8, "revisions": ["a", "b"], "steps": [1]}
+                ]
+            }
+        },
+        "suites.models[0].steps: 1 steps for 2 revisions",
+    ),
+    "two runs of one name": (
+        {"suites": {"models": [{"name": "w32-s0", "hf": "org/m", "width": 8}]}},
+        "run 'w32-s0' is configured twice",
+    ),
     "folder that holds no tokenizer": (
         {"tokenizer": {"pretrained": str(ROOT / "configs")}},
         f"tokenizer.pretrained: folder {str(ROOT / 'configs')!r} holds no HF tokenizer",
@@ -109,8 +145,8 @@ def merged(overrides: dict) -> dict:
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 def test_bad_config_is_one_clear_line(case: str) -> None:
     overrides, expected = BAD_CONFIGS[case]
-    with pytest.raises(ConfigError) as caught:
-        validate_config(merged(overrides))
+    with pytest.raises(ConfigError) as caught:  # the schema, the semantics, then the plan
+        make_plan(validate_config(merged(overrides)))
     message = str(caught.value)
     assert expected in message
     assert "\n" not in message

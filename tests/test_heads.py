@@ -11,9 +11,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from saturation.model.heads import HEAD_KEY, HEADS, LinearHead, head_class, read_head_matrix
+from saturation.model.heads import (
+    HEAD_KEY,
+    HEADS,
+    LinearHead,
+    head_class,
+    read_head_matrix,
+    tied_embeddings,
+)
 from saturation.model.neox import FastGPTNeoX
 from saturation.model.shape import ModelShape, build_model
 from saturation.model.weights import load_fast_neox
@@ -48,3 +56,37 @@ def test_an_unknown_head_is_refused_naming_the_file(tiny_run: Path, tmp_path: Pa
         read_head_matrix(folder)
     with pytest.raises(ValueError, match=f"{folder / 'config.json'}: {message}"):
         load_fast_neox(folder)
+
+
+def test_tied_or_not_as_transformers_reads_config_json() -> None:
+    """Absent from a file when it is the default: True (PretrainedConfig), False for GPT-NeoX."""
+    assert tied_embeddings({}) and tied_embeddings({"model_type": "llama"})
+    assert not tied_embeddings({"model_type": "gpt_neox"})
+    assert not tied_embeddings({"model_type": "llama", "tie_word_embeddings": False})
+    assert tied_embeddings({"model_type": "gpt_neox", "tie_word_embeddings": True})
+
+
+def test_a_tied_gpt_neox_head_is_its_input_embedding(tmp_path: Path) -> None:
+    config = GPTNeoXConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
+                           num_attention_heads=2, intermediate_size=32,
+                           max_position_embeddings=16, tie_word_embeddings=True)  # fmt: skip
+    GPTNeoXForCausalLM(config).save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    assert "embed_out.weight" not in state
+    np.testing.assert_array_equal(
+        read_head_matrix(tmp_path, n_rows=50), state["gpt_neox.embed_in.weight"][:50]
+    )
+
+
+def test_the_head_under_transformers_5s_name_loads(tiny_run: Path, tmp_path: Path) -> None:
+    """A GPT-NeoX file written from transformers 5's state dict names the head `lm_head`."""
+    folder = shutil.copytree(tiny_run / "checkpoints" / "step12", tmp_path / "step12")
+    state = load_file(folder / "model.safetensors")
+    state["lm_head.weight"] = state.pop("embed_out.weight")
+    save_file(state, str(folder / "model.safetensors"))
+    ids = torch.randint(0, 300, (2, 8))
+    with torch.no_grad():
+        logits = load_fast_neox(folder).logits(ids)
+        expected = load_fast_neox(tiny_run / "checkpoints" / "step12").logits(ids)
+    np.testing.assert_array_equal(read_head_matrix(folder), state["lm_head.weight"])
+    torch.testing.assert_close(logits, expected, rtol=0, atol=0)

@@ -20,6 +20,7 @@ from saturation.tokenizer import (
     load_tokenizer,
     tokenizer_fingerprint,
     train_bpe_tokenizer,
+    vocabulary_fingerprint,
 )
 from saturation.tokens import open_tokens, read_header, token_dtype, tokenize_split
 
@@ -234,3 +235,45 @@ def test_import_does_not_pull_in_torch_or_transformers() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_vocabulary_fingerprint_survives_a_resave(tokenizer_dir: Path, tmp_path: Path) -> None:
+    """A checkpoint carries its tokenizer re-saved by transformers: the same vocabulary."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(tmp_path / "resaved")
+    fingerprint = vocabulary_fingerprint(tokenizer_dir)
+    assert fingerprint is not None and vocabulary_fingerprint(tmp_path / "resaved") == fingerprint
+    # a slow BPE's vocab.json + merges.txt of the same model, and an old tokenizer.json whose
+    # merges are "a b" strings: the same vocabulary
+    load_tokenizer(tokenizer_dir).backend_tokenizer.model.save(str(tmp_path))
+    assert vocabulary_fingerprint(tmp_path) == fingerprint
+    saved = json.loads((tokenizer_dir / "tokenizer.json").read_text())
+    saved["model"]["merges"] = [" ".join(pair) for pair in saved["model"]["merges"]]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "tokenizer.json").write_text(json.dumps(saved))
+    assert vocabulary_fingerprint(tmp_path / "old") == fingerprint
+
+
+def test_vocabulary_fingerprint_tells_vocabularies_apart(
+    train_jsonl: Path, tokenizer_dir: Path, tmp_path: Path
+) -> None:
+    train_bpe_tokenizer(train_jsonl, tmp_path / "smaller", vocab_size=VOCAB_SIZE - 20)
+    assert vocabulary_fingerprint(tmp_path / "smaller") != vocabulary_fingerprint(tokenizer_dir)
+    assert vocabulary_fingerprint(tmp_path) is None  # no tokenizer files
+    (tmp_path / "tokenizer.model").write_bytes(b"sentencepiece")
+    assert vocabulary_fingerprint(tmp_path) == sha256_file(tmp_path / "tokenizer.model")
+
+
+def test_header_records_the_tokenizer(
+    split: tuple[list[str], Path, Path], tokenizer_dir: Path
+) -> None:
+    _, _, out_header = split
+    assert read_header(out_header).tokenizer == vocabulary_fingerprint(tokenizer_dir)
+    old = json.loads(out_header.read_text())
+    del old["tokenizer"]  # a header written before the field
+    out_header.write_text(json.dumps(old))
+    assert read_header(out_header).tokenizer is None
+    out_header.write_text(json.dumps(old | {"colour": "red"}))
+    with pytest.raises(ValueError, match="header fields"):
+        read_header(out_header)

@@ -4,6 +4,12 @@ A checkpoint is a `save_pretrained` folder `step{N}/` (safetensors, config, toke
 `checkpoint.json`, which records the step, the tokens seen and the sha256 of every weight file.
 The folder appears by an atomic rename, so a folder that exists is complete; a later
 corruption (a truncated file) is caught by the sha256 check.
+
+The weights of any `save_pretrained` folder, ours or a published one (a HF cache snapshot), are
+found by `weight_files` and read by `weight_shapes` / `read_tensors`, whatever their format:
+safetensors or PyTorch pickles (`pytorch_model.bin`, as Pythia's `stepN` revisions), one file or
+shards. torch and safetensors are imported inside them: Snakemake imports this module when it
+parses the workflow.
 """
 
 from __future__ import annotations
@@ -12,15 +18,26 @@ import csv
 import json
 import math
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from saturation.io import sha256_file, write_text_atomic
 
+if TYPE_CHECKING:
+    import torch
+
 CHECKPOINT_RECORD = "checkpoint.json"
-# Buffers older transformers saved beside the weights (the causal mask, rotary frequencies): not
-# parameters; recomputed by the model, and skipped when loading, as from_pretrained skips them.
-BUFFER_KEYS = re.compile(r"\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)$")
+# Buffers older transformers saved beside the weights (the causal mask of GPT-NeoX `attention`
+# and GPT-2/GPT-J `attn`, rotary frequencies, e.g. early Llama files' `self_attn.rotary_emb`):
+# not parameters; recomputed by the model, and skipped when loading, as from_pretrained skips them.
+BUFFER_KEYS = re.compile(r"\.(attention|attn)\.(bias|masked_bias)$|\.rotary_emb\.inv_freq$")
+# transformers' weight formats in its order of preference: (single file, its shards' pattern)
+WEIGHT_FORMATS = (
+    ("model.safetensors", "*.safetensors"),
+    ("pytorch_model.bin", "pytorch_model*.bin"),
+)
 MANIFEST_FIELDS = ("step", "tokens", "path", "sha256")
 _STEP_DIR = re.compile(r"^step(\d+)$")
 
@@ -53,8 +70,81 @@ def list_checkpoint_dirs(checkpoints_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def weight_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.safetensors"))
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """A checkpoint's config.json (a missing one: FileNotFoundError); unparsable: an error
+    naming it."""
+    path = Path(folder) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
+
+
+def weight_files(folder: str | Path) -> list[Path]:
+    """The files holding a checkpoint's weights, as `from_pretrained` would pick them.
+
+    safetensors before PyTorch pickles; of a format, the shards its index lists
+    (`model.safetensors.index.json`, `pytorch_model.bin.index.json`), else its single file, else
+    every file of its pattern (sorted). A folder with none is a FileNotFoundError naming it.
+    """
+    folder = Path(folder)
+    for single, pattern in WEIGHT_FORMATS:
+        index = folder / f"{single}.index.json"
+        if index.is_file():
+            return _indexed_shards(index)
+        if (folder / single).is_file():
+            return [folder / single]
+        if files := sorted(folder.glob(pattern)):
+            return files
+    raise FileNotFoundError(f"{folder}: no *.safetensors or pytorch_model*.bin weights")
+
+
+def _indexed_shards(index: Path) -> list[Path]:
+    """The shards a weight index maps tensors to, each checked to exist."""
+    try:
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{index}: unreadable weight index ({error})") from error
+    shards = [index.parent / name for name in names]
+    if missing := [shard.name for shard in shards if not shard.is_file()]:
+        raise FileNotFoundError(f"{index}: lists shards that are missing: {missing}")
+    return shards
+
+
+def _load_pickle(file: Path) -> dict[str, torch.Tensor]:
+    """A `pytorch_model*.bin` memory-mapped: tensors are read only when used; tensors only
+    (weights_only), so a pickle cannot run code."""
+    import torch
+
+    return torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+
+
+def weight_shapes(folder: str | Path) -> dict[str, tuple[Path, tuple[int, ...]]]:
+    """Every tensor of the checkpoint, buffers included: the file holding it and its shape, from
+    the safetensors headers or the pickles' memory maps, without reading any tensor's data."""
+    shapes: dict[str, tuple[Path, tuple[int, ...]]] = {}
+    for file in weight_files(folder):
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(file, framework="np") as handle:  # headers only: any dtype works
+                for key in handle.keys():  # noqa: SIM118 - safe_open is not a dict
+                    shapes[key] = (file, tuple(handle.get_slice(key).get_shape()))
+        else:
+            shapes |= {key: (file, tuple(value.shape)) for key, value in _load_pickle(file).items()}
+    return shapes
+
+
+def read_tensors(file: Path, keys: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors `keys` (None: all) of one weight file, as stored (fp16/bf16 stay so: numpy has
+    no bf16, so a caller converts with `.float()` before any numpy use)."""
+    if file.suffix != ".safetensors":
+        state = _load_pickle(file)
+        return {key: state[key] for key in (state if keys is None else keys)}
+    from safetensors import safe_open
+
+    with safe_open(file, framework="pt") as handle:  # "np" cannot read bf16
+        return {key: handle.get_tensor(key) for key in (handle.keys() if keys is None else keys)}
 
 
 def write_checkpoint_record(folder: Path, step: int, tokens: int) -> dict:
@@ -136,16 +226,10 @@ def read_manifest(path: str | Path) -> list[CheckpointEntry]:
 
 def count_parameters(folder: str | Path) -> int:
     """Every parameter of a saved checkpoint, embeddings and padded head rows included (the N of
-    the scaling law), from the safetensors headers alone: no tensor is read."""
-    from safetensors import safe_open
-
-    files = weight_files(Path(folder))
-    if not files:
-        raise FileNotFoundError(f"{folder}: no *.safetensors weights")
-    total = 0
-    for file in files:
-        with safe_open(file, framework="np") as handle:
-            for key in handle.keys():  # noqa: SIM118 - safe_open is not a dict
-                if not BUFFER_KEYS.search(key):
-                    total += math.prod(handle.get_slice(key).get_shape())
-    return total
+    the scaling law), from the files' headers (safetensors) or memory maps (pickles): no tensor
+    is read. Buffers (`BUFFER_KEYS`) are not parameters. What the files hold is counted: a head
+    tied to the input embedding is saved once, so it counts once, as in `model.parameters()`."""
+    shapes = weight_shapes(folder)
+    return sum(
+        math.prod(shape) for key, (_, shape) in shapes.items() if not BUFFER_KEYS.search(key)
+    )

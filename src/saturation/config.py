@@ -244,20 +244,10 @@ def _check_evaluation(config: Mapping[str, Any]) -> None:
 
 
 def _check_scaling(config: Mapping[str, Any]) -> None:
-    """The law needs runs to be fitted on, of at least two sizes; `min_width` is checked here,
-    `min_parameters` (counted from the weights) by the job."""
+    """The law needs the runs it is fitted on: a threshold (that it leaves two model sizes is
+    checked with the plan's runs, saturation.plan.build)."""
     scaling = config["scaling"]
-    if not scaling["enabled"]:
-        return
-    if scaling["min_width"] is None and scaling["min_parameters"] is None:
+    if scaling["enabled"] and scaling["min_width"] is None and scaling["min_parameters"] is None:
         raise ConfigError(
             "scaling: set min_width or min_parameters (the runs the law is fitted on)"
         )
-    if scaling["min_width"] is not None:
-        widths = {resolve_shape(e, config["model"])["width"] for e in config["widths"]}
-        fitted = sorted(w for w in widths if w >= scaling["min_width"])
-        if len(fitted) < 2:
-            raise ConfigError(
-                f"scaling.min_width: {scaling['min_width']} leaves widths {fitted}; fitting A and "
-                "α needs at least two model sizes"
-            )

@@ -164,6 +164,62 @@ def tokenizer_fingerprint(path: str | Path) -> dict:
     return {"files": files, "sha256": combined.hexdigest()}
 
 
+def vocabulary_fingerprint(folder: str | Path) -> str | None:
+    """sha256 of what maps text to ids in a tokenizer folder, read from its files (no
+    transformers): None when it has no tokenizer files.
+
+    Unlike `tokenizer_fingerprint` (every byte of every file), this is the same for a folder and
+    its copy re-saved by `AutoTokenizer.from_pretrained(folder).save_pretrained(copy)`, as our
+    checkpoints and `copy_pretrained_tokenizer` carry, and for `tokenizer.json` and the
+    `vocab.json` + `merges.txt` of one BPE; so token files and a checkpoint's tokenizer compare
+    by it. What it covers (`_vocabulary`): the model's type, every token's id (added tokens
+    included) and the BPE merges in order (Unigram: the pieces' scores). Re-saving rewrites what
+    it leaves out: merges as "a b" strings become pairs, flags (`ignore_merges`, an added token's
+    `normalized`) appear, and an added token already in the vocabulary is listed again.
+    Sentencepiece's `tokenizer.model` alone (no tokenizer.json) is hashed as bytes.
+    """
+    root = Path(folder)
+    if (root / "tokenizer.json").is_file():
+        saved = json.loads((root / "tokenizer.json").read_text(encoding="utf-8"))
+        vocabulary = _vocabulary(saved["model"], saved.get("added_tokens") or [])
+    elif (root / "vocab.json").is_file() and (root / "merges.txt").is_file():
+        vocabulary = _vocabulary(_bpe_files(root), _added_tokens_file(root))
+    elif (root / "tokenizer.model").is_file():
+        return sha256_file(root / "tokenizer.model")
+    else:
+        return None
+    canonical = json.dumps(vocabulary, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _vocabulary(model: dict, added_tokens: list[dict]) -> dict:
+    """The parts of a tokenizer.json `model` (and its added tokens) that decide the ids."""
+    vocab = model.get("vocab") or {}
+    scores = None
+    if isinstance(vocab, list):  # Unigram: [piece, score] in id order
+        scores = [score for _, score in vocab]
+        vocab = {piece: index for index, (piece, _) in enumerate(vocab)}
+    ids = dict(vocab) | {token["content"]: token["id"] for token in added_tokens}
+    merges = [merge.split(" ") if isinstance(merge, str) else list(merge)
+              for merge in model.get("merges") or []]  # fmt: skip
+    return {"type": model.get("type", "BPE"), "ids": ids, "merges": merges, "scores": scores}
+
+
+def _bpe_files(root: Path) -> dict:
+    """A slow BPE tokenizer's `vocab.json` + `merges.txt` as a tokenizer.json `model`."""
+    lines = (root / "merges.txt").read_text(encoding="utf-8").splitlines()
+    merges = [line for line in lines if line and not line.startswith("#version")]
+    vocab = json.loads((root / "vocab.json").read_text(encoding="utf-8"))
+    return {"type": "BPE", "vocab": vocab, "merges": merges}
+
+
+def _added_tokens_file(root: Path) -> list[dict]:
+    """A slow tokenizer's `added_tokens.json` ({token: id}) as tokenizer.json's added tokens."""
+    path = root / "added_tokens.json"
+    added = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return [{"content": token, "id": index} for token, index in added.items()]
+
+
 def pretrained_tokenizer(recipe: dict, path: str) -> str:
     """The configured tokenizer folder (tokenizer.pretrained), if it still holds the files its
     stage recipe hashed: where it lies is no part of the id, what it holds is."""

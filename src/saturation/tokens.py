@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,12 @@ import numpy as np
 from tqdm import tqdm
 
 from saturation.io import atomic_path, sha256_file, write_json_atomic
-from saturation.tokenizer import iter_texts, load_tokenizer, plain_text_backend
+from saturation.tokenizer import (
+    iter_texts,
+    load_tokenizer,
+    plain_text_backend,
+    vocabulary_fingerprint,
+)
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -41,6 +46,9 @@ class TokenHeader:
     documents: int
     sha256: str
     format_version: int
+    # the tokenizer's `vocabulary_fingerprint`: a model is scored on these ids only if its own
+    # tokenizer has the same (saturation.measure.analysis). None: a header written before it.
+    tokenizer: str | None = None
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -140,16 +148,19 @@ def tokenize_split(
         documents=n_docs,
         sha256=digest.hexdigest(),
         format_version=FORMAT_VERSION,
+        tokenizer=vocabulary_fingerprint(tokenizer_dir),
     )
     write_json_atomic(out_header, asdict(header))
     return header
 
 
 def read_header(path: Path) -> TokenHeader:
-    """Parse a token header, refusing other format versions and unknown or missing fields."""
+    """Parse a token header, refusing other format versions and unknown or missing fields (an
+    optional one, such as `tokenizer`, may be missing: older headers lack it)."""
     data = json.loads(Path(path).read_text())
     expected = {field.name for field in fields(TokenHeader)}
-    if set(data) != expected:
+    required = {field.name for field in fields(TokenHeader) if field.default is MISSING}
+    if not required <= set(data) <= expected:
         raise ValueError(f"{path}: header fields {sorted(data)} != {sorted(expected)}")
     header = TokenHeader(**data)
     if header.format_version != FORMAT_VERSION:

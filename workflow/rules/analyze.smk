@@ -22,7 +22,6 @@ rule analyze_checkpoint:
     conda:
         ENV
     params:
-        seq_len=lambda wildcards: run_of(wildcards).seq_len,
         recipe=lambda wildcards: stage_of(wildcards).recipe,
     script:
         "../scripts/analyze_checkpoint.py"

@@ -37,12 +37,35 @@ wildcard_constraints:
     evaluate_id=PLAN.ids("evaluate"),
     benchmarks_id=PLAN.ids("benchmarks"),
     evaltasks_id=PLAN.ids("evaltasks"),
+    tokens_id=PLAN.ids("tokens"),
     step=r"\d+",
     figure="|".join(PLOTTED),
 
 
 onstart:
+    refuse_missing_revisions()
     write_plan_records(PLAN)
+
+
+def refuse_missing_revisions():
+    """Reading the HF cache only (suites.download off, or HF_HUB_OFFLINE): a revision the cache
+    lacks fails here, before any job, in one line. Not at parse time, so a dry run still lists
+    what a config would do before anything is downloaded."""
+    from saturation.plan.suites import downloads_allowed, missing_revisions
+
+    if downloads_allowed(config):
+        return
+    missing = missing_revisions(PLAN.runs, config["suites"]["cache_dir"])
+    if missing:
+        repo, revision = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        print(
+            f"config error: suites: {repo} revision {revision!r} is not in the HF cache "
+            f"({config['suites']['cache_dir'] or 'default'}){more}; fill the cache or set "
+            "suites.download: true",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 def job_log(rule, job):
@@ -90,10 +113,21 @@ def analysis_outputs(run):
     return {s: run.analyze.file("metrics", step=s) for s in sorted(harvested_steps(run))}
 
 
+def token_files():
+    """Every split of the shared tokens when a run trains on them, and each suite tokenizer's
+    held-out split."""
+    files = {
+        run.tokens.file("bin", split="val") for run in PLAN.runs.values() if run.source == "suite"
+    }
+    if any(run.source == "pretrain" for run in PLAN.runs.values()):
+        files |= {PLAN.tokens.file("bin", split=split) for split in ("train", "val", "test")}
+    return sorted(files)
+
+
 def final_outputs():
-    """Listing every split's tokens and every manifest up front lets all runs train in parallel
+    """Listing every token file and every manifest up front lets all runs train in parallel
     (a checkpoint's input function would otherwise reveal them one at a time)."""
-    tokens = [PLAN.tokens.file("bin", split=split) for split in ("train", "val", "test")]
+    tokens = token_files()
     widest_first = sorted(PLAN.runs.values(), key=lambda run: -run.attributes.get("width", 0))
     manifests = [run.harvest.file("manifest") for run in widest_first]
     tables = [PLAN.tables.file("table", table=t, ext=e) for t in TABLES for e in ("csv", "parquet")]
@@ -107,9 +141,25 @@ def final_outputs():
 
 
 def weights_of(run, step=None):
-    """The weights of one of the run's harvested checkpoints (None: its last)."""
+    """The weight files of one of the run's harvested checkpoints (None: its last)."""
+    from saturation.checkpoints import weight_files
+
     steps = harvested_steps(run)
-    return f"{steps[max(steps) if step is None else step].path}/model.safetensors"
+    return [str(f) for f in weight_files(Path(steps[max(steps) if step is None else step].path))]
+
+
+def suite_folder_weights(wildcards):
+    """A local folder's weight files (a hub snapshot is found by the job, in the cache)."""
+    run = run_of(wildcards)
+    if run.path is None:
+        return []
+    return [f"{run.path}/{name}" for name, _, _ in run.harvest.recipe["folder"]["weights"]]
+
+
+def tokenizer_folder(wildcards):
+    """The tokenizer a token file is made with: the shared one, or a suite model's."""
+    tokens = stage_of(wildcards)
+    return PLAN.find(tokens.recipe["tokenizer"])[0].file("tokenizer")
 
 
 def checkpoint_weights(wildcards):

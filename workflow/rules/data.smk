@@ -46,14 +46,14 @@ rule train_tokenizer:
 rule tokenize:
     input:
         corpus=PLAN.corpus.file("split"),
-        tokenizer=rules.train_tokenizer.output.tokenizer,
+        tokenizer=tokenizer_folder,
     output:
-        tokens=PLAN.tokens.file("bin"),
-        header=PLAN.tokens.file("header"),
+        tokens=PLAN.pattern("tokens", "bin"),
+        header=PLAN.pattern("tokens", "header"),
     log:
-        job_log("tokenize", f"{PLAN.tokens.id}-{{split}}"),
+        job_log("tokenize", "{tokens_id}-{split}"),
     benchmark:
-        job_benchmark("tokenize", f"{PLAN.tokens.id}-{{split}}")
+        job_benchmark("tokenize", "{tokens_id}-{split}")
     wildcard_constraints:
         split="train|val|test",
     conda:

@@ -6,15 +6,17 @@ import torch
 
 from saturation.logs import log_to_file
 from saturation.measure.analysis import analyze_checkpoint
+from saturation.runtime import resolve_device
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 analyze_checkpoint(
-    checkpoint_dir=Path(snakemake.input.weights).parent,
+    checkpoint_dir=Path(snakemake.input.weights[0]).parent,  # a list: one file, or shards
     val_bin=Path(snakemake.input.val),
-    seq_len=snakemake.params.seq_len,
-    val_tokens=snakemake.params.recipe["val_tokens"],  # the analyze stage's recipe
+    seq_len=snakemake.params.recipe["seq_len"],  # the analyze stage's recipe
+    val_tokens=snakemake.params.recipe["val_tokens"],
     batch_size=snakemake.params.recipe["batch_size"],
     metrics_out=Path(snakemake.output.metrics),
     sigma_out=Path(snakemake.output.sigma),
+    device=str(resolve_device(snakemake.config["runtime"]["device"])),
 )

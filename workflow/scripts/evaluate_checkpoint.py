@@ -15,7 +15,7 @@ recipe = snakemake.params.recipe  # only what changes the numbers: other config 
 task = recipe["task"]
 local = hasattr(snakemake.input, "tasks")  # else lm-eval's built-in task, data from the hub
 results = evaluate_checkpoint(
-    Path(snakemake.input.weights).parent,
+    Path(snakemake.input.weights[0]).parent,  # a list: one file, or shards
     [Path(snakemake.input.tasks)] if local else [],
     [task],
     include_defaults=not local,

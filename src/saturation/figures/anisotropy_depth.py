@@ -51,5 +51,6 @@ def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
     ax.set_ylabel("anisotropy (mean pairwise cosine)")
     ax.set_title(title(frame))
     ax.legend(title="width")
+    style.label_published_runs(frame, ax, "normalised_depth")  # Fig. 2's families, by name
     style.save(fig, png, pdf)
     return fig

@@ -52,4 +52,17 @@ def lines_by_run(frame: pd.DataFrame, ax: plt.Axes) -> dict[int, tuple]:
     ax.set_xlim(left=0, right=frame["step"].max() * 1.05)
     ax.set_xlabel("training step")
     ax.legend(title="width")
+    label_published_runs(frame, ax, "step")
     return palette
+
+
+def label_published_runs(frame: pd.DataFrame, ax: plt.Axes, x: str) -> None:
+    """Name each published model's line at its last point (`pythia-70m`): its colour says only
+    its width, which a run trained here may share."""
+    from saturation.plan.pretrained import OWN_RUN_NAME
+
+    for run, rows in frame.groupby("run"):
+        if not OWN_RUN_NAME.match(str(run)):
+            last = rows.loc[rows[x].idxmax()]
+            ax.annotate(str(run), (last[x], last["value"]), xytext=(3, 0),
+                        textcoords="offset points", fontsize=7, va="center")  # fmt: skip

@@ -6,14 +6,18 @@ computes to meters: the hidden states of every depth as the forward computes the
 and the final normalised states with their next tokens (`Meter.final`), what the head reads. The
 held-out loss and the anisotropy per depth are two meters (`measure_loss_and_anisotropy`); a
 measurement that needs the states themselves (a cache of them for head sweeps) is another.
+
+The model is any `MeasuredModel`: FastGPTNeoX for GPT-NeoX checkpoints, or the adapter over a
+transformers causal LM of another family (saturation.model.hf_forward), on any device; each
+batch moves to the model's device, and what the meters keep is accumulated on the CPU.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -21,10 +25,30 @@ from saturation.measure.anisotropy import AnisotropyMeter
 
 if TYPE_CHECKING:  # torch loads only in the jobs that run a model
     import torch
-
-    from saturation.model.neox import FastGPTNeoX
+    from torch import nn
 
 logger = logging.getLogger(__name__)
+
+
+class MeasuredHead(Protocol):
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(…, d) → (…, V) fp32 logits, as the model's own forward computes them."""
+        ...
+
+
+class MeasuredModel(Protocol):
+    """What the held-out pass reads of a model (FastGPTNeoX, hf_forward.TransformersCausalLM)."""
+
+    head: MeasuredHead
+    loss_chunk: int  # tokens of logits formed at a time
+
+    def hidden_states(
+        self, input_ids: torch.Tensor, tap: Callable[[int, torch.Tensor], None] | None = None
+    ) -> torch.Tensor:
+        """The head's input (B, T, d); `tap(depth, states)` sees every depth's states."""
+        ...
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
 
 
 def heldout_windows(tokens: np.ndarray, seq_len: int, n_tokens: int) -> np.ndarray:
@@ -66,15 +90,18 @@ class Meter:
     """What a held-out pass feeds; a meter overrides what it needs."""
 
     def tap(self, depth: int, states: torch.Tensor) -> None:
-        """The hidden states (B, T, d) at `depth`: 0 = the embeddings, 1 … L = each layer's
-        output, L + 1 = the final normalised state, the head's input."""
+        """The hidden states (B, T, d) at `depth`, on the model's device: 0 = the embeddings,
+        then as the model computes them (FastGPTNeoX: 1 … L = each layer's output, L + 1 = the
+        final normalised state, the head's input; a transformers family: its own
+        `output_hidden_states`, whose last is usually the final normalised state)."""
 
     def final(self, hidden: torch.Tensor, targets: torch.Tensor) -> None:
-        """The head's input (N, d), flattened over the batch, and the next tokens (N,)."""
+        """The head's input (N, d), flattened over the batch, and the next tokens (N,), on the
+        model's device."""
 
 
 def heldout_pass(
-    model: FastGPTNeoX, windows: np.ndarray, batch_size: int, meters: Sequence[Meter]
+    model: MeasuredModel, windows: np.ndarray, batch_size: int, meters: Sequence[Meter]
 ) -> None:
     """Run the sample through the model once, `batch_size` windows at a time, feeding `meters`."""
     import torch
@@ -83,9 +110,10 @@ def heldout_pass(
         for meter in meters:
             meter.tap(depth, states)
 
+    device = next(model.parameters()).device
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
-            batch = torch.from_numpy(windows[start : start + batch_size])
+            batch = torch.from_numpy(windows[start : start + batch_size]).to(device)
             hidden = model.hidden_states(batch[:, :-1], tap).flatten(0, 1)  # (B·T, d)
             targets = batch[:, 1:].flatten()
             for meter in meters:
@@ -145,11 +173,11 @@ class AnisotropyTap(Meter):
 class HeldoutMeasures:
     loss: float  # mean next-token cross-entropy, nats
     scored_tokens: int  # distinct tokens: windows never overlap (heldout_windows)
-    anisotropy: dict[int, float]  # depth 0 = embeddings … L + 1 = final normalised state
+    anisotropy: dict[int, float]  # depth 0 = embeddings … the last = final normalised state
 
 
 def measure_loss_and_anisotropy(
-    model: FastGPTNeoX, windows: np.ndarray, batch_size: int
+    model: MeasuredModel, windows: np.ndarray, batch_size: int
 ) -> HeldoutMeasures:
     """The fp32 loss at every position and the anisotropy at every depth, from one pass."""
     loss, anisotropy = LossMeter(model.head.logits, model.loss_chunk), AnisotropyTap()

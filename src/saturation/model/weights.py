@@ -2,9 +2,10 @@
 
 Every harvested checkpoint is measured in its own short job, where importing transformers took
 ≈ 3 s against 0.4–1.6 s of measuring (benchmarks/RESULTS.md). A checkpoint is config.json plus
-safetensors, and FastGPTNeoX computes the forward over any module tree that carries
-transformers' parameter names; so this builds that tree from plain torch modules and loads the
-file into it strictly: every tensor in the file has a place, and every place is filled.
+weight files (ours: safetensors; Pythia's revisions: fp16 pickles), and FastGPTNeoX computes the
+forward over any module tree that carries transformers' parameter names; so this builds that tree
+from plain torch modules and loads the files into it strictly: every tensor in the files has a
+place, and every place is filled.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from saturation.checkpoints import BUFFER_KEYS
+from saturation.checkpoints import BUFFER_KEYS, read_tensors, weight_files
 from saturation.model.heads import HEADS
 from saturation.model.neox import FastGPTNeoX, NeoXArchitecture
 
@@ -83,17 +84,14 @@ class NeoXParameters(nn.Module):
         return self.embed_out
 
 
-def read_weights(checkpoint_dir: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of the checkpoint's safetensors files (one, or the shards of a large model)."""
-    from safetensors.torch import load_file
-
-    files = sorted(checkpoint_dir.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{checkpoint_dir}: no *.safetensors weights")
+def read_weights(checkpoint_dir: str | Path) -> dict[str, torch.Tensor]:
+    """Every parameter of the checkpoint's weight files (saturation.checkpoints.weight_files:
+    safetensors or pickles, one file or shards) in float32, what the measurements compute in
+    (and numpy, which has no bf16, can take); buffers (`BUFFER_KEYS`) left out."""
     state: dict[str, torch.Tensor] = {}
-    for file in files:
-        state.update(load_file(file))
-    return {key: value for key, value in state.items() if not BUFFER_KEYS.search(key)}
+    for file in weight_files(checkpoint_dir):
+        state.update(read_tensors(file))
+    return {key: value.float() for key, value in state.items() if not BUFFER_KEYS.search(key)}
 
 
 def load_fast_neox(checkpoint_dir: str | Path) -> FastGPTNeoX:
@@ -104,7 +102,7 @@ def load_fast_neox(checkpoint_dir: str | Path) -> FastGPTNeoX:
         arch = NeoXArchitecture.of(json.loads(config_file.read_text()))
     except (OSError, ValueError) as error:
         raise ValueError(f"{config_file}: {error}") from error
-    state = {key: value.float() for key, value in read_weights(folder).items()}
+    state = read_weights(folder)
     HEADS[arch.head].complete_state(state, arch.tied_head)
     params = NeoXParameters(arch)
     expected = set(params.state_dict())

@@ -12,9 +12,10 @@ from saturation.corpus import CorpusError, source_fingerprint
 from saturation.plan.pretrained import pretrained_runs
 from saturation.plan.runs import Run, SharedStages
 from saturation.plan.stages import Stage, pattern
+from saturation.plan.suites import suite_runs
 
 # Every source of runs, each a function of the shared stages (and through them the config).
-RUN_SOURCES = (pretrained_runs,)
+RUN_SOURCES = (pretrained_runs, suite_runs)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,20 @@ def _tokenizer_recipe(config: Mapping[str, Any], corpus: Stage) -> dict[str, Any
     }
 
 
+def _check_scaling_runs(config: Mapping[str, Any], runs: Mapping[str, Run]) -> None:
+    """The law needs runs to be fitted on, of at least two sizes (`min_parameters`, counted from
+    the weights, is checked by the job)."""
+    threshold = config["scaling"]["min_width"]
+    if not config["scaling"]["enabled"] or threshold is None:
+        return
+    fitted = sorted({run.width for run in runs.values() if run.width >= threshold})
+    if len(fitted) < 2:
+        raise ConfigError(
+            f"scaling.min_width: {threshold} leaves widths {fitted}; fitting A and α needs at "
+            "least two model sizes"
+        )
+
+
 def make_plan(config: Mapping[str, Any]) -> Plan:
     """All stage ids of a validated config (see saturation.config.validate_config, which also
     makes every `number` of the schema a float, so `1` and `1.0` give one id)."""
@@ -157,6 +172,9 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
         if run.name in runs:
             raise ConfigError(f"run {run.name!r} is configured twice ({run.source})")
         runs[run.name] = run
+    if not runs:
+        raise ConfigError("widths: no runs to measure (list widths, or models under suites)")
+    _check_scaling_runs(config, runs)
     tables = Stage(
         "tables",
         {

@@ -7,6 +7,7 @@ recorded when it was written and lists them in the run's manifest.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -15,6 +16,14 @@ from saturation.config import gpus_of, resolve_shape
 from saturation.plan.runs import Run, SharedStages
 from saturation.plan.stages import Stage
 from saturation.schedule import checkpoint_steps
+
+# How the runs trained here are named; every other name is a published model's (plan/suites.py),
+# which figures label by name.
+OWN_RUN_NAME = re.compile(r"^w\d+-s\d+$")
+
+
+def run_name(width: int, seed: int) -> str:
+    return f"w{width}-s{seed}"
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ def pretrained_runs(shared: SharedStages) -> Iterator[PretrainedRun]:
     for entry in config["widths"]:
         shape = resolve_shape(entry, model)
         for seed in config["train"]["seeds"]:
-            name = f"w{shape['width']}-s{seed}"
+            name = run_name(shape["width"], seed)
             train = train_recipe(config, entry, seed)
             pretrain = shared.stage(
                 "pretrain",
@@ -90,7 +99,7 @@ def pretrained_runs(shared: SharedStages) -> Iterator[PretrainedRun]:
                 seq_len=train["seq_len"],
                 tokens=shared.tokens,
                 harvest=harvest,
-                **shared.measurements(name, harvest, shared.tokens),
+                **shared.measurements(name, harvest, shared.tokens, train["seq_len"]),
                 pretrain=pretrain,
                 gpus=gpus_of(entry, config["runtime"]),
             )

@@ -65,13 +65,18 @@ class SharedStages:
     def stage(self, kind: str, recipe: dict[str, Any], name: str) -> Stage:
         return Stage(kind, recipe, name=name, results=self.results)
 
-    def measurements(self, name: str, harvest: Stage, tokens: Stage) -> dict[str, Any]:
-        """The run's measurement stages, as keyword arguments of its Run."""
+    def measurements(
+        self, name: str, harvest: Stage, tokens: Stage, seq_len: int
+    ) -> dict[str, Any]:
+        """The run's measurement stages, as keyword arguments of its Run; `seq_len` is the
+        context of its held-out windows."""
         evaluation = self.config["evaluation"]
         analyze = self.stage(
-            "analyze", {"harvest": harvest.id, "tokens": tokens.id} | dict(self.config["analysis"]),
+            "analyze",
+            {"harvest": harvest.id, "tokens": tokens.id, "seq_len": seq_len}
+            | dict(self.config["analysis"]),
             name,
-        )  # fmt: skip
+        )
         evaluate = {
             task: self.stage(
                 "evaluate",

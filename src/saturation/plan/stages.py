@@ -46,7 +46,7 @@ KINDS: dict[str, StageKind] = {
     for kind in (
         StageKind("corpus", 2, {"split": "{split}.jsonl", "stats": "stats.json"}),
         StageKind("tokenizer", 1, {"tokenizer": "tokenizer"}),
-        StageKind("tokens", 2, {"bin": "{split}.bin", "header": "{split}.json"}),
+        StageKind("tokens", 3, {"bin": "{split}.bin", "header": "{split}.json"}),
         StageKind("evaltasks", 1, {"tasks": "tasks"}),
         # our own pretraining: the checkpoints and the resume state are not declared outputs, so
         # Snakemake's cleanup of a failed job never deletes them
@@ -55,7 +55,8 @@ KINDS: dict[str, StageKind] = {
             3,
             {"summary": "train.json", "metrics": "metrics.jsonl", "checkpoints": "checkpoints"},
         ),
-        StageKind("harvest", 1, {"manifest": "manifest.csv"}),
+        # every source's harvest writes the manifest; a suite's also where each revision resolved to
+        StageKind("harvest", 1, {"manifest": "manifest.csv", "revisions": "revisions.json"}),
         StageKind(
             "analyze",
             3,
