@@ -197,3 +197,19 @@ def test_the_cpu_device_changes_no_number(tiny_run: Path, tiny_data: dict, tmp_p
         int(k[-2:]): v for k, v in record["metrics"].items() if k.startswith("anisotropy_d")
     }
     assert anisotropy == measured.anisotropy
+
+
+def test_a_modified_token_file_is_never_measured(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path
+) -> None:
+    val = shutil.copy(tiny_data["val"], tmp_path / "val.bin")
+    shutil.copy(tiny_data["val"].with_suffix(".json"), tmp_path / "val.json")
+    data = bytearray(val.read_bytes())
+    data[100] ^= 0x01  # one id changed, the size unchanged
+    val.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"val.bin: sha256 .* does not match its header"):
+        analyze_checkpoint(
+            tiny_run / "checkpoints" / "step12", val, seq_len=16, val_tokens=64, batch_size=3,
+            metrics_out=tmp_path / "metrics.json", sigma_out=tmp_path / "sigma.npy",
+        )  # fmt: skip
+    assert not (tmp_path / "metrics.json").exists()

@@ -14,6 +14,7 @@ from saturation.checkpoints import (
     list_checkpoint_dirs,
     move_aside,
     read_manifest,
+    verified_checkpoint,
     verify_checkpoint,
     write_manifest,
 )
@@ -67,3 +68,21 @@ def test_move_aside_renames_and_never_overwrites(run_copy: Path) -> None:
     assert (first.name, second.name) == ("step4.corrupt", "step4.corrupt1")
     assert (first / "checkpoint.json").is_file() and (second / "checkpoint.json").is_file()
     assert [step for step, _ in list_checkpoint_dirs(run_copy)] == [0, 1, 2, 8, 12]
+
+
+def test_a_job_reads_only_the_weights_harvest_listed(run_copy: Path, tmp_path: Path) -> None:
+    """A byte flipped after harvest (same size, so no size check sees it) fails the job that
+    would measure it, naming the file, before anything is computed."""
+    manifest = tmp_path / "manifest.csv"
+    write_manifest(manifest, harvest(run_copy, [0, 4]))
+    assert verified_checkpoint(manifest, 4) == run_copy / "step4"
+    weights = run_copy / "step4" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match=re.escape(f"{weights}: sha256")) as caught:
+        verified_checkpoint(manifest, 4)
+    assert "modified after harvest" in str(caught.value) and "\n" not in str(caught.value)
+    assert verified_checkpoint(manifest, 0) == run_copy / "step0"
+    with pytest.raises(CorruptCheckpointError, match="no checkpoint at step 8"):
+        verified_checkpoint(manifest, 8)

@@ -96,6 +96,14 @@ BAD_CONFIGS = {
         "scaling.min_width: 256 leaves widths [256]; fitting A and α needs at least two",
     ),
     "no runs at all": ({"widths": []}, "widths: no runs to measure"),
+    "whole-number float for an integer": (
+        {"train": {"steps": 40.0}},
+        "train.steps: 40.0 is not an integer (write 40)",
+    ),
+    "whole-number float width": (
+        {"widths": [{"width": 16.0}]},
+        "widths[0].width: 16.0 is not an integer (write 16)",
+    ),
     "suite model with both a repo and a folder": (
         {"suites": {"models": [{"name": "m", "hf": "org/m", "path": "x", "width": 8}]}},
         "suites.models[0]: give exactly one of hf (a hub repo) or path (a folder)",
@@ -321,3 +329,13 @@ def test_every_schema_number_is_a_float() -> None:
     assert all(type(value) is float for _, value in numbers), numbers
     assert type(config["corpus"]["min_chars"]) is int and config["runtime"]["progress"] is False
     assert type(config["widths"][0]["width"]) is int
+
+
+def test_values_of_a_mapping_given_on_the_command_line_are_read_as_yaml() -> None:
+    """`--config 'train={steps: 300, lr: 2e-3}'` hands the values over as strings: they must
+    plan exactly what the same values in a config file plan."""
+    typed = make_plan(validate_config(merged({"train": {"steps": 300, "lr": 2e-3}})))
+    given = make_plan(validate_config(merged({"train": {"steps": "300", "lr": "2e-3"}})))
+    assert [s.id for s in given.stages()] == [s.id for s in typed.stages()]
+    with pytest.raises(ConfigError, match=r"train.steps: 'many' is not of type 'integer'"):
+        validate_config(merged({"train": {"steps": "many"}}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -91,6 +92,35 @@ def test_records_written_once_and_index_keeps_history(config: dict, tmp_path: Pa
     index = (tmp_path / "results" / "index.csv").read_text()
     pretrain_rows = [line for line in index.splitlines() if line.startswith("pretrain,")]
     assert len(pretrain_rows) == 4  # three runs + the old recipe of w32
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\xff\xfe\x00binary", b"stage,id\npretrain\n", b"stage,id,name,path\na,b\n"],
+    ids=["not text", "other columns", "short row"],
+)
+def test_an_unreadable_index_is_rebuilt_and_the_plan_wins(
+    config: dict, tmp_path: Path, garbage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    config["results"] = str(tmp_path / "results")
+    old = copy.deepcopy(config)
+    old["widths"][0]["lr"] = 2e-3
+    write_plan_records(make_plan(old))  # an older config's stages: their recipe.json stay
+    index = tmp_path / "results" / "index.csv"
+    index.write_bytes(garbage)
+    plan = make_plan(config)
+    write_plan_records(plan)
+    assert "index.csv is unreadable" in caplog.text
+    rows = pd.read_csv(index)
+    assert set(rows["id"]) == {s.id for s in plan.stages()} | {
+        s.id for s in make_plan(old).stages()
+    }
+    stale = rows.copy()
+    stale.loc[stale["id"] == plan.corpus.id, "path"] = "/moved/away"
+    stale.to_csv(index, index=False)
+    write_plan_records(plan)  # the current plan's rows win over what the file says
+    rows = pd.read_csv(index).set_index("id")
+    assert rows.loc[plan.corpus.id, "path"] == plan.corpus.dir
 
 
 def test_a_new_task_adds_only_its_evaluations(config: dict, tmp_path: Path) -> None:

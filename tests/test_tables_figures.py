@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,12 @@ def test_figures_render_png_and_pdf(
     )
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"
+    first = {kind: (tmp_path / f"f.{kind}").read_bytes() for kind in ("png", "pdf")}
+    time.sleep(1.1)  # a PDF's creation date has one-second resolution
+    figure.plot(
+        spectra if FIGURES[name] == "spectra" else table, tmp_path / "f.png", tmp_path / "f.pdf"
+    )
+    assert {kind: (tmp_path / f"f.{kind}").read_bytes() for kind in first} == first  # redrawn: same
 
 
 def test_figure_refuses_a_table_without_its_metric(table: pd.DataFrame, tmp_path: Path) -> None:

@@ -277,3 +277,13 @@ def test_header_records_the_tokenizer(
     out_header.write_text(json.dumps(old | {"colour": "red"}))
     with pytest.raises(ValueError, match="header fields"):
         read_header(out_header)
+
+
+def test_a_split_too_short_for_one_window_is_refused_from_its_header(tiny_data: dict) -> None:
+    from saturation.tokens import read_header, require_windows
+
+    header = tiny_data["val"].with_suffix(".json")
+    tokens = read_header(header).tokens
+    require_windows(header, tokens - 1, "val", "lower train.seq_len")  # exactly one window
+    with pytest.raises(ValueError, match=f"the val split has {tokens:,} tokens, fewer than"):
+        require_windows(header, tokens, "val", "lower train.seq_len")

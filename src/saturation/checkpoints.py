@@ -224,6 +224,24 @@ def read_manifest(path: str | Path) -> list[CheckpointEntry]:
         ]
 
 
+def verified_checkpoint(manifest: str | Path, step: int) -> Path:
+    """The folder of the manifest's checkpoint at `step`, after checking that its first weight
+    file still has the sha256 harvest recorded (for every source, the manifest's digest is that
+    file's): a job measures the weights that were harvested, or fails naming the file."""
+    entries = {entry.step: entry for entry in read_manifest(manifest)}
+    if step not in entries:
+        raise CorruptCheckpointError(f"{manifest}: no checkpoint at step {step}")
+    folder = Path(entries[step].path)
+    first = weight_files(folder)[0]
+    if (actual := sha256_file(first)) != entries[step].sha256:
+        raise CorruptCheckpointError(
+            f"{first}: sha256 {actual[:12]}… does not match the {entries[step].sha256[:12]}… its "
+            f"harvest recorded in {manifest} (modified after harvest); restore it, or rerun the "
+            "run's harvest (`--forcerun harvest` / `harvest_suite`) to verify it anew"
+        )
+    return folder
+
+
 def count_parameters(folder: str | Path) -> int:
     """Every parameter of a saved checkpoint, embeddings and padded head rows included (the N of
     the scaling law), from the files' headers (safetensors) or memory maps (pickles): no tensor

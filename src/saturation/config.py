@@ -75,6 +75,7 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    parse_command_line_values(config, load_schema(schema_path))
     try:
         validate(config, str(schema_path), set_default=True)
     except WorkflowError as err:
@@ -84,23 +85,57 @@ def validate_config(config: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> 
     return config
 
 
-def normalise_numbers(value: Any, schema: Mapping[str, Any]) -> Any:
+def parse_command_line_values(value: Any, schema: Mapping[str, Any]) -> Any:
+    """Values inside a mapping given on the command line (`--config 'train={steps: 300}'`) reach
+    the config as strings ('300'): where the schema has no string type, read them as YAML, as a
+    config file's would be. In place; returns the value."""
+    import yaml
+
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if isinstance(value, str) and types and "string" not in types:
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value  # left for the schema to name
+        if isinstance(parsed, str) and "number" in types:  # YAML 1.1 reads 2e-3 as text
+            try:
+                return float(parsed)
+            except ValueError:
+                return value
+        return parsed
+    if isinstance(value, dict):
+        properties, other = schema.get("properties", {}), schema.get("additionalProperties")
+        for key, item in value.items():
+            if isinstance(item_schema := properties.get(key, other), Mapping):
+                value[key] = parse_command_line_values(item, item_schema)
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        value[:] = [parse_command_line_values(item, schema["items"]) for item in value]
+    return value
+
+
+def normalise_numbers(value: Any, schema: Mapping[str, Any], where: tuple = ()) -> Any:
     """Every value the schema types `number` (not also `integer`) as a float, in place: `1` and
-    `1.0` are one setting, so they must be one recipe and one id. Returns the value."""
+    `1.0` are one setting, so they must be one recipe and one id. A value typed `integer` only
+    must not be a float, even a whole one: JSON Schema lets `40.0` pass as an integer, and it
+    would reach `range()` or a run's name (`w16.0-s0`). Returns the value."""
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else types
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if is_int and "number" in types and "integer" not in types:
         return float(value)
+    if isinstance(value, float) and "integer" in types and "number" not in types:
+        raise ConfigError(f"{key_path(where)}: {value!r} is not an integer (write {value:.0f})")
     if isinstance(value, dict):
         properties = schema.get("properties", {})
         other = schema.get("additionalProperties")
         for key, item in value.items():
             item_schema = properties.get(key, other)
             if isinstance(item_schema, Mapping):
-                value[key] = normalise_numbers(item, item_schema)
+                value[key] = normalise_numbers(item, item_schema, (*where, key))
     elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        value[:] = [normalise_numbers(item, schema["items"]) for item in value]
+        value[:] = [normalise_numbers(item, schema["items"], (*where, i))
+                    for i, item in enumerate(value)]  # fmt: skip
     return value
 
 

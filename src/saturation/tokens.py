@@ -168,6 +168,17 @@ def read_header(path: Path) -> TokenHeader:
     return header
 
 
+def require_windows(header_path: Path, seq_len: int, split: str, remedy: str) -> None:
+    """Refuse a split too short for one window of `seq_len + 1` tokens, from its header alone:
+    checked before training, so a run is never trained to fail in its first measurement."""
+    tokens = read_header(header_path).tokens
+    if tokens < seq_len + 1:
+        raise ValueError(
+            f"{header_path}: the {split} split has {tokens:,} tokens, fewer than seq_len + 1 = "
+            f"{seq_len + 1:,}: not one window fits; {remedy}"
+        )
+
+
 def open_tokens(bin_path: Path, header_path: Path | None = None, verify: bool = False) -> np.memmap:
     """Map a token file read-only, after checking it against its header.
 
@@ -178,10 +189,16 @@ def open_tokens(bin_path: Path, header_path: Path | None = None, verify: bool = 
     header = read_header(bin_path.with_suffix(".json") if header_path is None else header_path)
     dtype = np.dtype(header.dtype)
     size = bin_path.stat().st_size
-    if size != header.tokens * dtype.itemsize:
+    expected = header.tokens * dtype.itemsize
+    if size != expected:
         raise ValueError(
-            f"{bin_path}: {size} bytes, header says {header.tokens} {dtype.name} tokens"
+            f"{bin_path}: {size:,} bytes, but its header's {header.tokens:,} {dtype.name} tokens "
+            f"take {expected:,} (truncated or overwritten since it was written)"
         )
-    if verify and sha256_file(bin_path) != header.sha256:
-        raise ValueError(f"{bin_path}: sha256 does not match its header; the file is corrupted")
+    if verify and (actual := sha256_file(bin_path)) != header.sha256:
+        raise ValueError(
+            f"{bin_path}: sha256 {actual[:12]}… does not match its header's "
+            f"{header.sha256[:12]}… (modified since it was written); `--forcerun tokenize` "
+            "writes it anew"
+        )
     return np.memmap(bin_path, dtype=dtype, mode="r", shape=(header.tokens,))

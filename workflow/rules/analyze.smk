@@ -8,7 +8,7 @@ rule analyze_checkpoint:
     input:
         manifest=lambda wildcards: manifest_of(run_of(wildcards)),
         weights=checkpoint_weights,
-        val=lambda wildcards: run_of(wildcards).tokens.file("bin", split="val"),
+        val=heldout_tokens,
         val_header=lambda wildcards: run_of(wildcards).tokens.file("header", split="val"),
     output:
         metrics=PLAN.pattern("analyze", "metrics"),

@@ -8,6 +8,8 @@ from saturation.config import ConfigError, validate_config
 from saturation.corpus import CorpusError
 from saturation.figures import FIGURES, WORD_PERPLEXITY_METRICS
 from saturation.plan import make_plan, write_plan_records
+from saturation.checkpoints import CorruptCheckpointError, verified_checkpoint
+from saturation.tokens import open_tokens
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
@@ -163,7 +165,48 @@ def tokenizer_folder(wildcards):
 
 
 def checkpoint_weights(wildcards):
-    return weights_of(run_of(wildcards), int(wildcards.step))
+    """The checkpoint's weight files; verified first where a finished measurement of it is about
+    to be redone because they are newer (see refuse_modified_inputs)."""
+    stage, run = job_owner(wildcards)
+    step = int(wildcards.step)
+    weights = weights_of(run, step)
+    refuse_modified_inputs(
+        stage, step, weights, lambda: verified_checkpoint(manifest_of(run), step)
+    )
+    return weights
+
+
+def heldout_tokens(wildcards):
+    """The run's held-out token file; verified against its header's sha256 first where a
+    finished measurement is about to be redone because it is newer."""
+    stage, run = job_owner(wildcards)
+    val = run.tokens.file("bin", split="val")
+    refuse_modified_inputs(
+        stage, int(wildcards.step), [val], lambda: open_tokens(Path(val), verify=True)
+    )
+    return val
+
+
+# the per-checkpoint file each measuring stage writes
+MEASURED = {"analyze": "metrics", "evaluate": "results"}
+
+
+def refuse_modified_inputs(stage, step, inputs, verify):
+    """Snakemake redoes a finished job whose inputs are newer than its output, deleting that
+    output first. An input modified in place (a flipped byte, a copy over it) would then replace a
+    good measurement with a wrong one, or with nothing. So where an existing output is older than
+    its inputs, `verify` them now, while the DAG is built: a file that no longer matches its
+    recorded sha256 stops the run before any job, naming the file, and every result stays."""
+    output = Path(stage.file(MEASURED[stage.stage], step=step))
+    if not output.exists():
+        return
+    made = output.stat().st_mtime
+    if any(Path(f).stat().st_mtime > made for f in inputs if Path(f).exists()):
+        try:
+            verify()
+        except (CorruptCheckpointError, ValueError) as error:
+            print(f"input error: {error}", file=sys.stderr)
+            sys.exit(1)
 
 
 def figure_table(wildcards):

@@ -10,6 +10,7 @@ rule pretrain:
     input:
         tokens=PLAN.tokens.file("bin", split="train"),
         header=PLAN.tokens.file("header", split="train"),
+        val_header=PLAN.tokens.file("header", split="val"),
         tokenizer=rules.train_tokenizer.output.tokenizer,
     output:
         summary=PLAN.pattern("pretrain", "summary"),

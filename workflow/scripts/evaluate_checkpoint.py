@@ -4,6 +4,7 @@ from pathlib import Path
 
 import torch
 
+from saturation.checkpoints import verified_checkpoint
 from saturation.evaluate.lmeval import evaluate_checkpoint
 from saturation.io import write_json_atomic
 from saturation.logs import log_to_file
@@ -15,7 +16,7 @@ recipe = snakemake.params.recipe  # only what changes the numbers: other config 
 task = recipe["task"]
 local = hasattr(snakemake.input, "tasks")  # else lm-eval's built-in task, data from the hub
 results = evaluate_checkpoint(
-    Path(snakemake.input.weights[0]).parent,  # a list: one file, or shards
+    verified_checkpoint(snakemake.input.manifest, int(snakemake.wildcards.step)),
     [Path(snakemake.input.tasks)] if local else [],
     [task],
     include_defaults=not local,

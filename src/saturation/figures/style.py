@@ -32,10 +32,15 @@ def metric_frame(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     return frame
 
 
+# No creation time in a PDF: an identical rerun then gives byte-identical files, like every
+# other output (PNGs carry no time).
+METADATA = {"png": None, "pdf": {"CreationDate": None}}
+
+
 def save(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
     for path, kind in ((png, "png"), (pdf, "pdf")):
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=kind, dpi=200, bbox_inches="tight")
+            fig.savefig(tmp, format=kind, dpi=200, bbox_inches="tight", metadata=METADATA[kind])
     plt.close(fig)
 
 

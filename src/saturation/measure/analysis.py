@@ -52,8 +52,9 @@ def analyze_checkpoint(
 
     header = read_header(Path(val_bin).with_suffix(".json"))
     check_tokenizer(header, val_bin, checkpoint_dir)
+    tokens = open_tokens(Path(val_bin), verify=True)  # a held-out split: hashed in milliseconds
     try:
-        windows = heldout_windows(open_tokens(Path(val_bin)), seq_len, val_tokens)
+        windows = heldout_windows(tokens, seq_len, val_tokens)
     except ValueError as error:
         raise ValueError(f"{val_bin}: {error}") from error
     # the head first: a diverged (non-finite) head fails here, naming its file, before the forward
