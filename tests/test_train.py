@@ -338,3 +338,21 @@ def test_activation_checkpointing_trains_bit_identical_weights(
     assert [c["sha256"] for c in recomputed["checkpoints"]] == [
         c["sha256"] for c in plain["checkpoints"]
     ]
+
+
+def test_temporaries_of_a_killed_write_are_removed_when_the_run_resumes(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_dir = shutil.copytree(tiny_run, tmp_path / "run")
+    half_written = run_dir / "checkpoints" / ".step12.k1ll3d.tmp"
+    half_written.mkdir()
+    (half_written / "model.safetensors").write_bytes(b"partial")
+    state_tmp = run_dir / "state" / ".step12.pt.x7.tmp"
+    state_tmp.write_bytes(b"partial")
+    before = {p: p.read_bytes() for p in (run_dir / "checkpoints").rglob("*") if p.is_file()}
+    with caplog.at_level(logging.WARNING):
+        train_tiny(run_dir, tiny_data)  # finished: resumes at the last step, trains nothing
+    assert not half_written.exists() and not state_tmp.exists()
+    assert "left by a write that was killed" in caplog.text
+    kept = {p: p.read_bytes() for p in (run_dir / "checkpoints").rglob("*") if p.is_file()}
+    assert kept == {p: b for p, b in before.items() if half_written not in p.parents}

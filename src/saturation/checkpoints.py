@@ -210,16 +210,30 @@ def harvest(checkpoints_dir: Path, expected_steps: list[int]) -> list[Checkpoint
     return [verify_checkpoint(present[step]) for step in expected_steps]
 
 
+def results_root(manifest: str | Path) -> Path:
+    """The results folder a manifest belongs to: it lies at `<results>/harvest/<id>/manifest.csv`."""
+    return Path(manifest).parent.parent.parent
+
+
 def write_manifest(path: Path, entries: list[CheckpointEntry]) -> None:
+    """The manifest, a checkpoint inside the results folder named relative to it (so a copied or
+    moved results folder reads its own checkpoints), one outside (a HF cache) absolutely."""
+    root = results_root(path).resolve()
     lines = [",".join(MANIFEST_FIELDS)]
-    lines += [",".join(str(asdict(e)[k]) for k in MANIFEST_FIELDS) for e in entries]
+    for entry in entries:
+        folder = Path(entry.path).resolve()
+        stored = folder.relative_to(root).as_posix() if folder.is_relative_to(root) else folder
+        row = asdict(entry) | {"path": stored}
+        lines.append(",".join(str(row[k]) for k in MANIFEST_FIELDS))
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def read_manifest(path: str | Path) -> list[CheckpointEntry]:
+    """Its entries, each checkpoint's path as the current working directory reaches it."""
+    root = results_root(path)
     with open(path, newline="") as handle:
         return [
-            CheckpointEntry(int(r["step"]), int(r["tokens"]), r["path"], r["sha256"])
+            CheckpointEntry(int(r["step"]), int(r["tokens"]), str(root / r["path"]), r["sha256"])
             for r in csv.DictReader(handle)
         ]
 

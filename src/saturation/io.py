@@ -39,6 +39,20 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove what `atomic_path` left in `folder` when a kill stopped a write mid-way (`.<name>.
+    <random>.tmp`). Only for a folder whose one writer is the caller (a run's own checkpoints),
+    as another writer's temporary may still be in use. Returns what was removed."""
+    removed = []
+    for tmp in sorted(Path(folder).glob(".*.tmp")):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -9,6 +9,7 @@ from saturation.corpus import CorpusError
 from saturation.figures import FIGURES, WORD_PERPLEXITY_METRICS
 from saturation.plan import make_plan, write_plan_records
 from saturation.checkpoints import CorruptCheckpointError, verified_checkpoint
+from saturation.lock import ResultsLockedError, acquire, release
 from saturation.tokens import open_tokens
 
 try:
@@ -46,7 +47,25 @@ wildcard_constraints:
 
 onstart:
     refuse_missing_revisions()
+    take_results_folder()
     write_plan_records(PLAN)
+
+
+onsuccess:
+    release(RESULTS)
+
+
+onerror:
+    release(RESULTS)
+
+
+def take_results_folder():
+    """One workflow at a time on a results folder (saturation.lock), wherever it was started."""
+    try:
+        acquire(RESULTS)
+    except ResultsLockedError as error:
+        print(f"lock error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 def refuse_missing_revisions():

@@ -31,5 +31,6 @@ PERPLEXITY_TASK = "sat_wordperplexity"
 GENERATED_TASKS = (CLOZE_TASK, PERPLEXITY_TASK)
 # Bump when the generated items or task definitions change meaning (lm-eval reports it as the
 # task's version, so results of different generations are never mixed up silently).
-# 2: decontaminated against the train split; 3: text holding a special-token string left out.
-HELDOUT_TASKS_VERSION = 3
+# 2: decontaminated against the train split; 3: text holding a special-token string left out;
+# 4: data files named relative to the YAML (a results folder can be moved).
+HELDOUT_TASKS_VERSION = 4

@@ -78,13 +78,16 @@ def run_tasks(
     from lm_eval.tasks import TaskManager
 
     tasks = [TASK_ALIASES.get(task, task) for task in tasks]
+    task_yaml_dirs = [Path(d).resolve() for d in task_yaml_dirs]  # read after the chdir below
     manager = TaskManager(
         include_path=[str(d) for d in task_yaml_dirs], include_defaults=include_defaults
     )
     missing = sorted(set(tasks) - set(manager.all_tasks))
     if missing:
         raise ValueError(f"tasks {missing} not found in {[str(d) for d in task_yaml_dirs]}")
-    with _environ(DISABLE_MULTIPROC="1"):
+    # a generated task names its data relative to its YAML's folder (tasks._local_dataset)
+    here = task_yaml_dirs[0] if len(task_yaml_dirs) == 1 else Path.cwd()
+    with _environ(DISABLE_MULTIPROC="1"), contextlib.chdir(here):
         return simple_evaluate(
             model=lm,
             tasks=tasks,

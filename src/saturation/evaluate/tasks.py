@@ -89,13 +89,17 @@ def _dump_task(config: dict[str, Any]) -> str:
     return yaml.dump(config, Dumper=_TaskDumper, sort_keys=False, allow_unicode=True, width=1 << 16)
 
 
-def _local_dataset(data_files: dict[str, str]) -> dict[str, Any]:
+def _local_dataset(data_files: dict[str, str], beside_yaml: bool = False) -> dict[str, Any]:
     """Dataset fields reading local files through `datasets`' json or parquet builder.
 
-    `data_files` is a mapping (a bare path would become split "train") of absolute paths, since
-    `datasets` resolves relative ones against the working directory, not the YAML.
+    `data_files` is a mapping (a bare path would become split "train"). `datasets` resolves a
+    relative path against the working directory, not the YAML: files kept beside the YAML (the
+    generated tasks', `beside_yaml`) are named relative to it, and the evaluation runs in that
+    folder (saturation.evaluate.lmeval.run_tasks), so a results folder can be moved; any other
+    file is named by its absolute path.
     """
-    files = {split: Path(path).resolve() for split, path in data_files.items()}
+    files = {split: Path(path) if beside_yaml else Path(path).resolve()
+             for split, path in data_files.items()}  # fmt: skip
     builders = {_BUILDERS.get(path.suffix) for path in files.values()}
     if len(builders) != 1 or None in builders:
         raise ValueError(f"data files must all be JSON/JSONL or all Parquet; got {data_files}")
@@ -113,7 +117,7 @@ def _write_jsonl(path: Path, records: list[dict[str, str]]) -> None:
 
 def _heldout_task(name: str, data: Path, metadata: dict[str, Any]) -> dict[str, Any]:
     """The YAML of a generated task, mirroring lambada_openai (cloze) or wikitext (perplexity)."""
-    config: dict[str, Any] = {"task": name, **_local_dataset({"test": str(data)})}
+    config: dict[str, Any] = {"task": name, **_local_dataset({"test": str(data)}, beside_yaml=True)}
     config |= {"training_split": None, "validation_split": None, "test_split": "test"}
     if name == CLOZE_TASK:
         config |= {
@@ -156,8 +160,8 @@ def build_offline_tasks(
     target) or a perplexity document that shares a `DECONTAMINATION_WORDS`-word n-gram with a
     training document (a model scored on text it was trained on measures memory, not
     generalisation), or that holds a special-token string. Each YAML's metadata counts what was
-    left out; `decontamination.json` lists the ids by reason. The YAMLs hold the absolute final
-    paths of their data files, so the folder cannot be moved (regenerate it instead). Returns
+    left out; `decontamination.json` lists the ids by reason. The YAMLs name their data files
+    relative to their own folder (see `_local_dataset`), so the folder can be moved. Returns
     task name → YAML path.
     """
     documents = read_documents(split_jsonl)
@@ -230,7 +234,7 @@ def build_offline_tasks(
             counts = {"candidates": dropped[name]["candidates"]} | {
                 f"dropped_{reason}": len(ids) for reason, ids in dropped[name]["dropped"].items()
             }
-            config = _heldout_task(name, out_dir / f"{name}.jsonl", provenance | extra | counts)
+            config = _heldout_task(name, Path(f"{name}.jsonl"), provenance | extra | counts)
             (tmp / f"{name}.yaml").write_text(_dump_task(config), encoding="utf-8")
     return {name: out_dir / f"{name}.yaml" for name in tasks}
 

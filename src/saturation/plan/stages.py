@@ -56,7 +56,7 @@ KINDS: dict[str, StageKind] = {
             {"summary": "train.json", "metrics": "metrics.jsonl", "checkpoints": "checkpoints"},
         ),
         # every source's harvest writes the manifest; a suite's also where each revision resolved to
-        StageKind("harvest", 1, {"manifest": "manifest.csv", "revisions": "revisions.json"}),
+        StageKind("harvest", 2, {"manifest": "manifest.csv", "revisions": "revisions.json"}),
         StageKind(
             "analyze",
             3,

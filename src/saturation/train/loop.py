@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from saturation import checkpoints as ckpt
-from saturation.io import atomic_path, write_json_atomic
+from saturation.io import atomic_path, remove_temporaries, write_json_atomic
 from saturation.model.losses import loss_chunk_for
 from saturation.model.neox import FastGPTNeoX
 from saturation.model.shape import ModelShape, build_model
@@ -61,6 +61,10 @@ def train_run(files: RunFiles, shape: ModelShape, cfg: TrainConfig, runtime: Run
     world = World.from_env()
     run = RunFolder(files.run_dir)
     run.state.mkdir(parents=True, exist_ok=True)
+    if world.is_main:  # this job is the run's one writer (Snakemake's lock, the results lock)
+        for folder in (run.checkpoints, run.state):
+            for tmp in remove_temporaries(folder) if folder.is_dir() else []:
+                log.warning("removed %s, left by a write that was killed", tmp)
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
     device = world.device(resolve_device(runtime.device))
