@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from saturation.checkpoints import CheckpointEntry, CorruptCheckpointError, weight_files
+from saturation.checkpoints import (
+    WEIGHT_FORMATS,
+    CheckpointEntry,
+    CorruptCheckpointError,
+    weight_files,
+)
 from saturation.io import sha256_file, write_json_atomic
 
 if TYPE_CHECKING:
@@ -30,8 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CONFIG_FILES = ["config.json", "generation_config.json"]
-WEIGHT_FILES = ["*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin",
-                "pytorch_model.bin.index.json"]  # fmt: skip
+WEIGHT_FILES = [p for single, pattern in WEIGHT_FORMATS for p in (pattern, f"{single}.index.json")]
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json"]  # fmt: skip
 SNAPSHOT_FILES = CONFIG_FILES + WEIGHT_FILES + TOKENIZER_FILES
@@ -175,7 +179,7 @@ def download_estimate(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     computed for Pythia, asked of the hub (file sizes) for other models when downloads are
     allowed, else unknown (None)."""
     from saturation.plan import make_plan
-    from saturation.plan.suites import SuiteRun, cached_file, downloads_allowed
+    from saturation.plan.suites import PYTHIA_SHAPES, SuiteRun, cached_file, downloads_allowed
 
     plan = make_plan(config)
     cache = config["suites"]["cache_dir"]
@@ -185,8 +189,8 @@ def download_estimate(config: Mapping[str, Any]) -> list[dict[str, Any]]:
             continue
         missing = [r.revision for r in run.revisions
                    if cached_file(run.repo, r.revision, "config.json", cache) is None]  # fmt: skip
-        size = run.name.removeprefix("pythia-").removesuffix("-deduped")
-        if run.repo.startswith("EleutherAI/pythia-"):
+        size = run.repo.removeprefix("EleutherAI/pythia-").removesuffix("-deduped")
+        if size in PYTHIA_SHAPES and run.repo.startswith("EleutherAI/pythia-"):
             per_revision: int | None = pythia_revision_bytes(size)
         elif downloads_allowed(config) and missing:
             per_revision = _hub_revision_bytes(run.repo, missing[-1], cache)

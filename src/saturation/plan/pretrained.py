@@ -96,7 +96,6 @@ def pretrained_runs(shared: SharedStages) -> Iterator[PretrainedRun]:
                     "layers": shape["layers"],
                     "seed": seed,
                 },
-                seq_len=train["seq_len"],
                 tokens=shared.tokens,
                 harvest=harvest,
                 **shared.measurements(name, harvest, shared.tokens, train["seq_len"]),

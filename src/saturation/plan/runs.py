@@ -27,12 +27,16 @@ class Run:
 
     name: str
     attributes: Mapping[str, Any]  # family, width, seed, … (table columns, never a key)
-    seq_len: int  # tokens of context of the held-out windows
     tokens: Stage  # the token files it is scored on (its tokenizer's)
     harvest: Stage
     analyze: Stage
     evaluate: Mapping[str, Stage]  # task -> its evaluation of the run's checkpoints
     benchmarks: Stage  # every task's results of the run, one table
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens of context of its held-out windows (part of the analysis recipe)."""
+        return self.analyze.recipe["seq_len"]
 
     @property
     def width(self) -> int:

@@ -14,7 +14,6 @@ the real suite).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from saturation.checkpoints import read_config, weight_files
 from saturation.config import ConfigError
 from saturation.plan.runs import Run, SharedStages
 from saturation.plan.stages import Stage
@@ -134,10 +134,6 @@ def _shape_of(model_config: Mapping[str, Any]) -> dict[str, Any]:
     return shape
 
 
-def _read_json(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
-
-
 def _entry_steps(where: str, entry: Mapping[str, Any], revisions: list[str]) -> list[int]:
     if "steps" in entry:
         if len(entry["steps"]) != len(revisions):
@@ -160,11 +156,10 @@ def local_folder_recipe(where: str, path: str) -> dict[str, Any]:
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise ConfigError(f"{where}.path: {path!r} holds no config.json (not a model folder)")
-    weights = sorted(
-        f for pattern in ("*.safetensors", "pytorch_model*.bin") for f in folder.glob(pattern)
-    )
-    if not weights:
-        raise ConfigError(f"{where}.path: {path!r} holds no *.safetensors or pytorch_model*.bin")
+    try:
+        weights = weight_files(folder)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(f"{where}.path: {error}") from error
     return {
         "path": str(folder.resolve()),
         "config": sha256_file(folder / "config.json"),
@@ -205,7 +200,7 @@ def _pythia_models(config: Mapping[str, Any]) -> Iterator[_Model]:
         layers, width, _ = PYTHIA_SHAPES[size]
         attributes = {"family": "gpt_neox", "width": width, "layers": layers}
         cached = cached_file(repo, revisions[-1].revision, "config.json", cache)
-        attributes |= (_shape_of(_read_json(cached)) if cached else {}) | {"seed": 0}
+        attributes |= (_shape_of(read_config(Path(cached).parent)) if cached else {}) | {"seed": 0}
         # the sizes share one tokenizer: the held-out text is tokenized once, with the first
         # size's, and each checkpoint's own tokenizer is checked against it when it is measured
         yield _Model(f"pythia-{size}{suffix}", "suites.pythia", repo, None, revisions,
@@ -230,10 +225,10 @@ def _listed_models(config: Mapping[str, Any]) -> Iterator[_Model]:
             raise ConfigError(f"{where}: two revisions at one step ({steps})")
         folder = local_folder_recipe(where, entry["path"]) if not repo else None
         if folder:
-            model_config = _read_json(Path(entry["path"]) / "config.json")
+            model_config = read_config(entry["path"])
         else:
             found = cached_file(repo, names[-1], "config.json", suites["cache_dir"])
-            model_config = _read_json(found) if found else {}
+            model_config = read_config(Path(found).parent) if found else {}
         attributes = {"family": "unknown"} | _shape_of(model_config)
         attributes |= {k: entry[k] for k in ("width", "layers") if k in entry} | {"seed": 0}
         if "width" not in attributes:
@@ -268,7 +263,6 @@ def suite_runs(shared: SharedStages) -> Iterator[SuiteRun]:
         yield SuiteRun(
             name=model.name,
             attributes=model.attributes,
-            seq_len=model.seq_len,
             tokens=tokens,
             harvest=harvest,
             **shared.measurements(model.name, harvest, tokens, model.seq_len),
