@@ -13,6 +13,10 @@ TORCH_STAMP := $(firstword $(wildcard $(VENV)/.torch-*) $(if $(wildcard $(VENV)/
 endif
 CORES ?= all
 SNAKEMAKE_ARGS ?=
+# Config files on top of the embedded default (`make run CONFIG="configs/micro.yaml mine.yaml"`),
+# checked first: Snakemake's own message for a broken --configfile names no file.
+CONFIG ?=
+CONFIG_ARGS := $(if $(strip $(CONFIG)),--configfile $(CONFIG))
 
 .PHONY: install run test lint format clean-venv slurm-up slurm-down
 
@@ -34,8 +38,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml $(TORCH_STAMP)
 	touch $@
 
 run: install
-	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
-	$(BIN)/snakemake --cores 1 $(SNAKEMAKE_ARGS) --report results/report.html
+	$(if $(strip $(CONFIG)),$(BIN)/python -m saturation.config $(CONFIG))
+	$(BIN)/snakemake --cores $(CORES) $(CONFIG_ARGS) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores 1 $(CONFIG_ARGS) $(SNAKEMAKE_ARGS) --report results/report.html
 
 lint: install
 	$(BIN)/ruff check .

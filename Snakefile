@@ -27,13 +27,10 @@ include: "workflow/rules/scaling.smk"
 include: "workflow/rules/figures.smk"
 
 
-# Run by the Snakemake process itself, never submitted to a cluster: the targets, and the per-run
-# aggregations of small files that sit between cluster stages (a queue wait each, for seconds of work).
+# Run by the Snakemake process itself, never submitted to a cluster: the targets.
 localrules:
     all,
     figures,
-    collect_run,
-    collect_benchmarks,
 
 
 rule all:

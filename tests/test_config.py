@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -339,3 +340,29 @@ def test_values_of_a_mapping_given_on_the_command_line_are_read_as_yaml() -> Non
     assert [s.id for s in given.stages()] == [s.id for s in typed.stages()]
     with pytest.raises(ConfigError, match=r"train.steps: 'many' is not of type 'integer'"):
         validate_config(merged({"train": {"steps": "many"}}))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train: {steps: 3\n", r"not valid YAML at line 2, column 1"),
+        ("", r"the file is empty"),
+        ("- a\n- b\n", r"a config is a mapping of keys, not a list"),
+        ("train:\n\tsteps: 3\n", r"not valid YAML at line 2, column 1 \(found character '\\t'"),
+    ],
+)
+def test_a_broken_config_file_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture, text: str, message: str
+) -> None:
+    """What Snakemake reports without a file name, `python -m saturation.config` (run by
+    `make run CONFIG=…` first) names, with the line."""
+    from saturation.config import main, read_config_file
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: {message}"):
+        read_config_file(path)
+    assert main([str(path)]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"config error: {path}: ")
+    assert main([str(MICRO)]) == 0

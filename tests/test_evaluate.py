@@ -408,3 +408,32 @@ def test_tidy_results_and_rows() -> None:
         "t/acc", "t/exact_match_strict-match", "t/word_perplexity"
     ]  # fmt: skip
     assert rows[0]["stderr"] == 0.25 and math.isnan(rows[2]["stderr"])
+
+
+def test_a_run_evaluated_in_one_process_equals_each_checkpoint_alone(
+    heldout_tasks: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    """lm-eval's task objects built once and run on several models give each model the
+    results a fresh evaluation gives it; a second job reuses every record, and a task added
+    later is the only one evaluated."""
+    from saturation.checkpoints import verify_checkpoint, write_manifest
+    from saturation.evaluate.lmeval import evaluate_run
+
+    results = tmp_path / "results"
+    manifest = results / "harvest" / "h" / "manifest.csv"
+    manifest.parent.mkdir(parents=True)
+    folders = {s: tiny_run / "checkpoints" / f"step{s}" for s in (0, 12)}
+    write_manifest(manifest, [verify_checkpoint(f) for f in folders.values()])
+    recipe = {"tasks": {CLOZE_TASK: "e"}, "limit": None, "batch_size": 8}
+    log = tmp_path / "events.jsonl"
+    dirs = {CLOZE_TASK: heldout_tasks, PERPLEXITY_TASK: heldout_tasks}
+    records = evaluate_run(manifest, [0, 12], recipe, dirs, results, log)
+    for step, folder in folders.items():
+        alone = evaluate_checkpoint(folder, [heldout_tasks], [CLOZE_TASK])
+        assert json.loads(records[step][CLOZE_TASK].read_text())["results"] == alone
+    both = recipe | {"tasks": {CLOZE_TASK: "e", PERPLEXITY_TASK: "e"}}
+    records = evaluate_run(manifest, [0, 12], both, dirs, results, log)
+    lines = [json.loads(line) for line in log.read_text().splitlines()[2:]]
+    assert [(e["measured"], e["reused"]) for e in lines] == [([PERPLEXITY_TASK], [CLOZE_TASK])] * 2
+    alone = evaluate_checkpoint(folders[12], [heldout_tasks], [PERPLEXITY_TASK])
+    assert json.loads(records[12][PERPLEXITY_TASK].read_text())["results"] == alone

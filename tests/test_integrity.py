@@ -103,7 +103,7 @@ def refused(done: subprocess.CompletedProcess[str], named: Path) -> str:
     errors = [line for line in done.stderr.splitlines() if line.startswith("input error: ")]
     assert len(errors) == 1, done.stderr
     assert named.name in errors[0] and "sha256" in errors[0]
-    assert "rule analyze_checkpoint" not in done.stderr  # no job started
+    assert "rule analyze_run" not in done.stderr  # no job started
     return errors[0]
 
 
@@ -142,7 +142,7 @@ def test_a_modified_input_is_refused_and_nothing_is_lost(finished: Path, target:
     # restored (but newer than the results): verified, then measured again, to the same numbers
     snakemake(finished, "--configfile", str(MICRO))
     after = results_digest(results)
-    measured = {p: d for p, d in before.items() if p.name in ("metrics.json", "metrics.csv")}
+    measured = {p: d for p, d in before.items() if p.name in ("record.json", "metrics.csv")}
     assert {p: after[p] for p in measured} == measured
 
 

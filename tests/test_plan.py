@@ -38,9 +38,7 @@ def test_one_learning_rate_change_moves_only_that_run(config: dict) -> None:
     changed["widths"][1]["lr"] = 5e-4
     after = ids(make_plan(changed))
     moved = {key for key in before if before[key] != after[key]}
-    expected = {(stage, "w64-s0") for stage in ("pretrain", "harvest", "analyze", "benchmarks")} | {
-        ("evaluate", f"w64-s0/{task}") for task in ("sat_cloze", "sat_wordperplexity")
-    }
+    expected = {(stage, "w64-s0") for stage in ("pretrain", "harvest", "analyze", "evaluate")}
     assert moved == expected | {
         ("tables", "tables"),
         ("summary", "summary"),
@@ -123,20 +121,45 @@ def test_an_unreadable_index_is_rebuilt_and_the_plan_wins(
     assert rows.loc[plan.corpus.id, "path"] == plan.corpus.dir
 
 
-def test_a_new_task_adds_only_its_evaluations(config: dict, tmp_path: Path) -> None:
+def test_a_new_task_keeps_every_other_tasks_records(config: dict, tmp_path: Path) -> None:
+    """A task added moves each run's evaluate stage (one job per run), but not the key of any
+    other task's stored record: the rerun job evaluates the new task alone."""
+    from saturation.evaluate.lmeval import task_recipe
+
     data = tmp_path / "sciq.jsonl"
     data.write_text('{"question": "q"}\n')
-    before = ids(make_plan(config))
+    plan = make_plan(config)
     changed = copy.deepcopy(config)
     changed["evaluation"]["tasks"].append("sciq")
     changed["evaluation"]["local_data"] = {"sciq": {"test": str(data)}}
-    after = ids(make_plan(changed))
-    added = set(after) - set(before)
-    assert added == {("evaltasks", "sciq")} | {
-        ("evaluate", f"{r}/sciq") for r in ("w32-s0", "w64-s0", "w128-s0")
-    }
-    moved = {k for k in before if before[k] != after[k]}
-    assert {stage for stage, _ in moved} == {"benchmarks", "tables", "summary", "figures"}
+    after = make_plan(changed)
+    assert set(ids(after)) - set(ids(plan)) == {("evaltasks", "sciq")}
+    moved = {k for k in ids(plan) if ids(plan)[k] != ids(after)[k]}
+    assert {stage for stage, _ in moved} == {"evaluate", "tables", "summary", "figures"}
+    for name, run in plan.runs.items():
+        new = after.runs[name].evaluate.recipe
+        assert new["tasks"]["sciq"] == after.evaltasks["sciq"].id
+        for task in config["evaluation"]["tasks"]:
+            assert task_recipe(new, task) == task_recipe(run.evaluate.recipe, task)
+
+
+def test_only_a_best_selection_ties_evaluation_to_the_analysis(config: dict) -> None:
+    """An analysis setting changes the evaluate stage only when the selection reads the
+    lowest-loss step from the analysis."""
+    changed = copy.deepcopy(config)
+    changed["analysis"]["val_tokens"] = 512
+    run, moved = make_plan(config).runs["w64-s0"], make_plan(changed).runs["w64-s0"]
+    assert ("best" in config["evaluation"]["checkpoints"]["include"]) == (
+        run.evaluate.id != moved.evaluate.id
+    )
+    no_best = copy.deepcopy(config)
+    no_best["evaluation"]["checkpoints"]["include"] = ["final"]
+    no_best_changed = copy.deepcopy(no_best) | {"analysis": changed["analysis"]}
+    assert "analyze" not in make_plan(no_best).runs["w64-s0"].evaluate.recipe
+    assert (
+        make_plan(no_best).runs["w64-s0"].evaluate.id
+        == make_plan(no_best_changed).runs["w64-s0"].evaluate.id
+    )
 
 
 def test_summary_settings_move_only_the_summary(config: dict) -> None:
@@ -206,7 +229,7 @@ def test_rules_and_input_functions_read_one_template(config: dict) -> None:
     same stage for: each file is named once, in its kind's template."""
     plan = make_plan(config)
     run = plan.runs["w64-s0"]
-    for stage in (run.analyze, run.harvest, *run.evaluate.values(), run.benchmarks, run.pretrain):
+    for stage in (run.analyze, run.harvest, run.evaluate, run.pretrain):
         for role in plan_module.KINDS[stage.stage].files:
             pattern = plan.pattern(stage.stage, role).replace(f"{{{stage.stage}_id}}", stage.id)
             assert pattern.format(step=4) == stage.file(role, step=4), (stage.stage, role)
@@ -238,7 +261,7 @@ def test_runs_are_keyed_by_name_with_attributes(config: dict) -> None:
         "source": "pretrain",
         "attributes": dict(run.attributes),
         "analyze": run.analyze.id,
-        "benchmarks": run.benchmarks.id,
+        "evaluate": run.evaluate.id,
     }
 
 

@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 # On top of configs/micro.yaml, for time: 2 checkpoints a run instead of 6, one task, evaluated at
 # the final checkpoint only (no lowest-loss step to wait for, so evaluation runs beside the
 # analysis). On SLURM every dependency level costs a status poll (the plugin waits 2, 12, 22 … s
-# between polls until a job ends), and a group job runs its members one after another.
+# between polls until a job ends).
 FAST = {
     "train": {"checkpoints": {"log_until": 0, "every": 40}},
     "evaluation": {
@@ -44,8 +44,8 @@ FAST = {
         "checkpoints": {"every_k": None, "last_n": None, "include": ["final"]},
     },
 }
-STEPS, TASKS = [0, 40], ["sat_wordperplexity"]
-LOCAL = {"all", "collect_run", "collect_benchmarks"}  # the Snakefile's localrules in this DAG
+STEPS = [0, 40]
+LOCAL = {"all"}  # the Snakefile's localrules in this DAG
 LOCK = Path("/tmp/saturation-slurm.lock")
 
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
@@ -190,16 +190,13 @@ def test_every_job_goes_through_sbatch(micro_slurm: tuple[Path, str]) -> None:
     assert local_rules(log) == LOCAL
 
     ran = jobs_run(log)
-    assert ran["pretrain"] == ran["harvest"] == ran["collect_run"] == runs
-    assert ran["analyze_checkpoint"] == runs * len(STEPS)
-    assert ran["evaluate_checkpoint"] == runs * len(TASKS)  # the final checkpoint only
+    # one SLURM job per run for each stage, its checkpoints measured one after another
+    assert ran["pretrain"] == ran["harvest"] == ran["analyze_run"] == ran["evaluate_run"] == runs
     assert ran["plot_figure"] == len(DRAWN_FIGURES) and ran["tidy_table"] == 1
-    # per-checkpoint jobs batched: one SLURM job per run (analysis) and per run × task (evaluation)
-    groups = Counter(group.split("-")[0] for group in GROUP_JOB.findall(log))
-    assert groups == {"analyze": runs, "evaluate": runs * len(TASKS)}
+    assert not GROUP_JOB.findall(log)
     data = {"build_corpus": 1, "train_tokenizer": 1, "tokenize": 3, "build_eval_tasks": 1}
-    singles = sum(data.values()) + 2 * runs + 2 + len(DRAWN_FIGURES)  # + pretrain, harvest, tables
-    assert len(submitted) == singles + sum(groups.values())
+    singles = sum(data.values()) + 4 * runs + 2 + len(DRAWN_FIGURES)  # + tables, summary
+    assert len(submitted) == singles
 
     # SLURM's own accounting of this run: every submission, all completed
     (run_id,) = set(re.findall(r"SLURM run ID: (\S+)", log))
@@ -247,16 +244,11 @@ def test_one_width_change_reruns_only_its_subtree(micro_slurm: tuple[Path, str])
     log = run(workdir, *micro_args(workdir, lr), name="lr")
     ran = jobs_run(log)
     assert ran == Counter(
-        pretrain=1, harvest=1, analyze_checkpoint=len(STEPS), collect_run=1,
-        evaluate_checkpoint=len(TASKS), collect_benchmarks=1, tidy_table=1,
+        pretrain=1, harvest=1, analyze_run=1, evaluate_run=1, tidy_table=1,
         saturation_summary=1, plot_figure=len(DRAWN_FIGURES), all=1,
     )  # fmt: skip
     submitted = SUBMITTED.findall(log)
-    assert (
-        len(submitted)
-        == expected_submissions(log)
-        == 1 + 1 + 1 + len(TASKS) + 2 + len(DRAWN_FIGURES)
-    )
+    assert len(submitted) == expected_submissions(log) == 1 + 1 + 1 + 1 + 2 + len(DRAWN_FIGURES)
     assert local_rules(log) == LOCAL
     produced = [
         line for line in log.splitlines() if line.strip().startswith(("output:", "wildcards:"))

@@ -174,15 +174,35 @@ def test_a_suite_end_to_end_offline(hub_cache, tmp_path: Path) -> None:
         hub_cache.cache_dir, hub_cache.local_model,
         scaling={"enabled": True, "min_width": 16, "B": 0, "E": 0, "bootstrap": 20},
     )  # fmt: skip
+    overrides["suites"]["pythia"]["steps"] = [0, 2]  # step 1 is added below
+    results = tmp_path / "results"
+    first = snakemake(tmp_path, "--configfile", str(write_config(tmp_path / "a.yaml", overrides)),
+                      timeout=900)  # fmt: skip
+    ran = Counter(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):$", first.stderr, re.M))
+    assert ran["harvest_suite"] == 5 and "pretrain" not in ran and "train_tokenizer" not in ran
+    assert ran["fetch_tokenizer"] == 4  # Pythia (both sizes share it), GPT-2, Llama, the folder
+    assert ran["analyze_run"] == ran["evaluate_run"] == 5  # one job per run each
+    analysed = set(results.glob("measurements/analysis/*/record.json"))
+    evaluated = set(results.glob("measurements/evaluation/*/record.json"))
+
+    # a revision added to each Pythia run: one new checkpoint measured per run, nothing else
+    overrides["suites"]["pythia"]["steps"] = [0, 1, 2]
     config = write_config(tmp_path / "suite.yaml", overrides)
     done = snakemake(tmp_path, "--configfile", str(config), timeout=900)
     ran = Counter(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):$", done.stderr, re.M))
-    assert ran["harvest_suite"] == 5 and "pretrain" not in ran and "train_tokenizer" not in ran
-    assert ran["fetch_tokenizer"] == 4  # Pythia (both sizes share it), GPT-2, Llama, the folder
-    assert ran["analyze_checkpoint"] == 2 * 3 + 3
+    assert ran["harvest_suite"] == ran["analyze_run"] == 2 and "fetch_tokenizer" not in ran
     assert ran["plot_figure"] == len(DRAWN_FIGURES) + 1
-    results = tmp_path / "results"
-    (tables,) = (results / "tables").iterdir()
+    added = set(results.glob("measurements/analysis/*/record.json")) - analysed
+    assert sorted(json.loads(r.read_text())["info"]["head_dim"] for r in added) == [16, 32]
+    assert set(results.glob("measurements/evaluation/*/record.json")) == evaluated  # final: kept
+    events = [json.loads(line) for log in results.glob("logs/analyze_run/*.jsonl")
+              for line in log.read_text().splitlines()]  # fmt: skip
+    assert sum(e["measured"] == ["analysis"] for e in events) == len(analysed) + 2
+
+    def newest(stage: str) -> Path:  # the second config's (the first's stays)
+        return max((results / stage).iterdir(), key=lambda p: p.stat().st_mtime_ns)
+
+    tables = newest("tables")
     metrics = pd.read_parquet(tables / "metrics.parquet")
     loss = metrics[metrics.metric == "val_loss"].set_index(["run", "step"])["value"]
     assert loss["pythia-14m", 2] < loss["pythia-14m", 0]  # the fixture's revisions train
@@ -193,16 +213,17 @@ def test_a_suite_end_to_end_offline(hub_cache, tmp_path: Path) -> None:
     spectra = pd.read_parquet(tables / "spectra.parquet")
     assert spectra[spectra.run == "pythia-14m"]["rank"].max() == 16
     vocab = {json.loads(h.read_text())["vocab_size"] for h in results.glob("tokens/*/val.json")}
-    info = [json.loads(m.read_text())["info"] for m in results.glob("analyze/*/step*/metrics.json")]
+    info = [
+        json.loads(r.read_text())["info"] for r in results.glob("measurements/analysis/*/*.json")
+    ]
     assert len(vocab) == 1 and {i["head_rows"] for i in info} == vocab  # padded rows sliced
     assert padded_vocab(*vocab) > min(vocab)  # (Pythia's fixture heads have 304 rows for 300)
     manifests = {m.parent.name: m for m in results.glob("harvest/*/manifest.csv")}
     revisions = [json.loads((m.parent / "revisions.json").read_text()) for m in manifests.values()]
     commits = {r["commit"] for rec in revisions for r in rec["revisions"] if r["commit"]}
     assert hub_cache.revisions[PYTHIA_14M]["step1"] in commits
-    assert all(len(read_manifest(m)) in (1, 3) for m in manifests.values())
-    (stage,) = results.glob("scaling/*")
-    fit = json.loads((stage / "fit.json").read_text())
+    assert all(len(read_manifest(m)) in (1, 2, 3) for m in manifests.values())
+    fit = json.loads((newest("scaling") / "fit.json").read_text())
     assert len(fit["fitted_runs"]) == 5
     assert snakemake(tmp_path, "-n", "--configfile", str(config)).stdout.count("rule ") == 0
 

@@ -65,17 +65,20 @@ def combined(runs: list[RunMeasurements], tables, root: Path) -> pd.DataFrame:
 
 
 def fake_benchmarks(run: RunMeasurements, root: Path) -> pd.DataFrame:
-    """Evaluation files as evaluate_checkpoint.py writes them, at every step of the run."""
-    paths = []
+    """Evaluation records as evaluate_run stores them, one per task at every step of the run."""
+    records = {}
     for step, metrics in run.metrics.items():
         loss = json.loads(Path(metrics).read_text())["metrics"]["val_loss"]
         results = {
             "sat_cloze": {"acc": 1 / loss, "acc_stderr": 0.01},
             "sat_wordperplexity": {"word_perplexity": loss**3},
         }
-        paths.append(root / f"{run.run}-eval{step}.json")
-        paths[-1].write_text(json.dumps({"task": "both", "step": step, "results": results}))
-    return run_benchmarks(run.run, run.width, run.seed, run.manifest, paths)
+        records[step] = {}
+        for task, metrics in results.items():
+            path = root / f"{run.run}-{task}-step{step}.json"
+            path.write_text(json.dumps({"results": {task: metrics}}))
+            records[step][task] = str(path)
+    return run_benchmarks(run.run, run.width, run.seed, run.manifest, records)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import yaml
 from benchmarks.stage_costs import read_job_costs, stage_costs, to_markdown
 from saturation.config import load_config
 from saturation.evaluate.tasks import SAMPLES_DIR
+from saturation.measure.store import MEASUREMENTS
 from saturation.plan import FORMAT_VERSIONS, make_plan
 from tests.conftest import DRAWN_FIGURES, MICRO, ROOT, SNAKEFILE, snakemake, write_config
 
@@ -41,6 +42,16 @@ def snapshot(results: Path) -> dict[Path, int]:
     }
 
 
+def records(results: Path, kind: str) -> set[str]:
+    """The keys of the per-checkpoint records stored (saturation.measure.store)."""
+    folder = results / MEASUREMENTS / kind
+    return (
+        {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+        if folder.exists()
+        else set()
+    )
+
+
 def stage_ids(results: Path, stage: str) -> set[str]:
     return {p.name for p in (results / stage).iterdir()} if (results / stage).exists() else set()
 
@@ -58,12 +69,13 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
     n_runs, n_steps = len(config["widths"]), 6  # schedule 0,1,2,4,20,40
     ran = jobs_run(done)
     assert ran["pretrain"] == n_runs and ran["harvest"] == n_runs
-    assert ran["analyze_checkpoint"] == n_runs * n_steps
-    assert ran["collect_run"] == n_runs and ran["tidy_table"] == 1
+    # one analysis and one evaluation job per run, one record per checkpoint (× task)
+    assert ran["analyze_run"] == ran["evaluate_run"] == n_runs and ran["tidy_table"] == 1
+    assert len(records(results, "analysis")) == n_runs * n_steps
     assert ran["saturation_summary"] == 1
     # every 3rd harvested checkpoint (0, 4) plus best = final = 40, for each of the 2 tasks
-    assert ran["build_eval_tasks"] == 1 and ran["collect_benchmarks"] == n_runs
-    assert ran["evaluate_checkpoint"] == n_runs * 2 * 3
+    assert ran["build_eval_tasks"] == 1
+    assert len(records(results, "evaluation")) == n_runs * 2 * 3
     assert ran["plot_figure"] == len(DRAWN_FIGURES)
     (tables,) = (results / "tables").iterdir()
     table = pd.read_parquet(tables / "metrics.parquet")
@@ -245,6 +257,7 @@ def test_one_learning_rate_change_reruns_one_subtree(
     results = workdir / "results"
     before = snapshot(results)
     old_ids = {stage: stage_ids(results, stage) for stage in ("pretrain", "harvest", "analyze")}
+    old_records = {kind: records(results, kind) for kind in ("analysis", "evaluation")}
     widths = yaml.safe_load(MICRO.read_text())["widths"]
     # gpus: 2 trains it data parallel (torchrun, 2 CPU processes here); how it runs is no recipe
     widths[1] = widths[1] | {"lr": 5e-4, "gpus": 2}
@@ -253,8 +266,10 @@ def test_one_learning_rate_change_reruns_one_subtree(
     done = snakemake(workdir, "--configfile", str(MICRO), str(changed))
     ran = jobs_run(done)
     assert ran["pretrain"] == 1 and ran["harvest"] == 1
-    assert ran["analyze_checkpoint"] == 6 and ran["collect_run"] == 1
-    assert ran["evaluate_checkpoint"] == 2 * 3 and "build_eval_tasks" not in ran
+    assert ran["analyze_run"] == ran["evaluate_run"] == 1 and "build_eval_tasks" not in ran
+    # step 0 is the same initialisation whatever the learning rate: its records are reused
+    new = {kind: records(results, kind) - keys for kind, keys in old_records.items()}
+    assert len(new["analysis"]) == 6 - 1 and len(new["evaluation"]) == 2 * (3 - 1)
     assert ran["plot_figure"] == len(DRAWN_FIGURES)
     assert {"build_corpus", "train_tokenizer", "tokenize"}.isdisjoint(ran)
     for stage, ids in old_ids.items():
@@ -280,6 +295,7 @@ def test_a_new_task_runs_only_its_own_jobs(
     workdir, _ = micro
     results = workdir / "results"
     before = snapshot(results)
+    old_records = records(results, "evaluation")
     extra = write_config(
         tmp_path / "sciq.yaml",
         {
@@ -291,8 +307,10 @@ def test_a_new_task_runs_only_its_own_jobs(
     )
     done = snakemake(workdir, "--configfile", str(MICRO), str(extra))
     ran = jobs_run(done)
-    assert ran["build_eval_tasks"] == 1 and ran["evaluate_checkpoint"] == 2 * 3
-    assert {"pretrain", "harvest", "analyze_checkpoint", "collect_run"}.isdisjoint(ran)
+    assert ran["build_eval_tasks"] == 1 and ran["evaluate_run"] == 2
+    assert {"pretrain", "harvest", "analyze_run"}.isdisjoint(ran)
+    # sciq alone evaluated: 2 runs × 3 selected checkpoints
+    assert len(records(results, "evaluation") - old_records) == 2 * 3
     assert all(snapshot(results).get(p) == t for p, t in before.items())
     (table,) = [
         pd.read_parquet(p)
@@ -313,6 +331,25 @@ def kill_test_config(tmp_path: Path) -> Path:
             "runtime": {"log_every": 50},
         },
     )
+
+
+def test_forcerun_remeasures_to_the_same_tables(
+    micro: tuple[Path, subprocess.CompletedProcess],
+) -> None:
+    """`--forcerun analyze_run` reruns each run's analysis job (and what reads it); with
+    `runtime.remeasure: [analysis]` it measures every checkpoint again and replaces its record,
+    and the numbers are the same to the byte."""
+    workdir, _ = micro
+    results = workdir / "results"
+    tables = {p: p.read_bytes() for p in results.glob("tables/*/*.csv")}
+    analysed = {p: p.stat().st_mtime_ns for p in results.glob("measurements/analysis/*/*.json")}
+    evaluated = {p: p.stat().st_mtime_ns for p in results.glob("measurements/evaluation/*/*")}
+    done = snakemake(workdir, "--configfile", str(MICRO), "--forcerun", "analyze_run",
+                     "--config", "runtime={remeasure: [analysis]}")  # fmt: skip
+    assert jobs_run(done)["analyze_run"] == len(yaml.safe_load(MICRO.read_text())["widths"])
+    assert all(p.stat().st_mtime_ns > t for p, t in analysed.items())  # measured anew
+    assert {p: p.stat().st_mtime_ns for p in evaluated} == evaluated  # evaluation: reused
+    assert {p: p.read_bytes() for p in tables} == tables
 
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path: Path) -> None:

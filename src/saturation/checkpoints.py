@@ -239,17 +239,22 @@ def read_manifest(path: str | Path) -> list[CheckpointEntry]:
 
 
 def verified_checkpoint(manifest: str | Path, step: int) -> Path:
-    """The folder of the manifest's checkpoint at `step`, after checking that its first weight
-    file still has the sha256 harvest recorded (for every source, the manifest's digest is that
-    file's): a job measures the weights that were harvested, or fails naming the file."""
+    """The folder of the manifest's checkpoint at `step`, verified (`verify_entry`)."""
     entries = {entry.step: entry for entry in read_manifest(manifest)}
     if step not in entries:
         raise CorruptCheckpointError(f"{manifest}: no checkpoint at step {step}")
-    folder = Path(entries[step].path)
+    return verify_entry(entries[step], manifest)
+
+
+def verify_entry(entry: CheckpointEntry, manifest: str | Path) -> Path:
+    """The entry's folder, after checking that its first weight file still has the sha256
+    harvest recorded (for every source, the manifest's digest is that file's): a job measures
+    the weights that were harvested, or fails naming the file."""
+    folder = Path(entry.path)
     first = weight_files(folder)[0]
-    if (actual := sha256_file(first)) != entries[step].sha256:
+    if (actual := sha256_file(first)) != entry.sha256:
         raise CorruptCheckpointError(
-            f"{first}: sha256 {actual[:12]}… does not match the {entries[step].sha256[:12]}… its "
+            f"{first}: sha256 {actual[:12]}… does not match the {entry.sha256[:12]}… its "
             f"harvest recorded in {manifest} (modified after harvest); restore it, or rerun the "
             "run's harvest (`--forcerun harvest` / `harvest_suite`) to verify it anew"
         )

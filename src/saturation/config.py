@@ -155,8 +155,47 @@ def load_config(*configfiles: Path, base: Path = DEFAULT_CONFIG) -> dict[str, An
     the embedded default with each file merged on top, validated with the defaults filled."""
     import yaml
 
-    files = [yaml.safe_load(Path(path).read_text()) for path in configfiles]
+    files = [read_config_file(path) for path in configfiles]
     return validate_config(merge_configs(yaml.safe_load(base.read_text()), *files))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping; anything else (unreadable, not YAML, empty, a list) is a
+    ConfigError naming the file and, for a syntax error, where it is. Snakemake reads
+    `--configfile` before any workflow code runs and names neither (`make run CONFIG=FILE`
+    checks the file with this first: `python -m saturation.config FILE`)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read ({error})") from error
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where} ({problem})") from error
+    if config is None:
+        raise ConfigError(f"{path}: the file is empty (a config is a mapping of keys)")
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys, not a {type(config).__name__}")
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m saturation.config FILE…`: each file read and the merged config validated, as
+    the workflow would, every error one line naming the file or key."""
+    import sys
+
+    files = list(sys.argv[1:] if argv is None else argv)
+    try:
+        load_config(*map(Path, files))
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def check_semantics(config: Mapping[str, Any]) -> None:
@@ -286,3 +325,7 @@ def _check_scaling(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             "scaling: set min_width or min_parameters (the runs the law is fitted on)"
         )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

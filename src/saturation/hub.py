@@ -198,25 +198,22 @@ def download_estimate(config: Mapping[str, Any]) -> list[dict[str, Any]]:
             per_revision = None
         rows.append({
             "run": run.name, "repo": run.repo, "revisions": len(run.revisions),
-            "missing": len(missing), "measure_jobs": measurement_jobs(run, config),
+            "missing": len(missing), "measurements": checkpoint_measurements(run, config),
             "download_gb": None if per_revision is None else len(missing) * per_revision / _GB,
             "disk_gb": None if per_revision is None else len(run.revisions) * per_revision / _GB,
         })  # fmt: skip
     return rows
 
 
-def measurement_jobs(run: Run, config: Mapping[str, Any]) -> int:
-    """Per-checkpoint jobs a run will have once harvested (a dry run cannot list them before its
-    harvest, a checkpoint rule): one analysis per revision, and each selected revision × task
-    evaluated; "best" counted as one more checkpoint, at most."""
-    from saturation.plan.select import select_checkpoints
+def checkpoint_measurements(run: Run, config: Mapping[str, Any]) -> int:
+    """Per-checkpoint measurements of a run (its analysis and evaluation jobs take them one
+    after another): one analysis per revision, and each selected revision × task evaluated;
+    "best" counted as one more checkpoint, at most."""
+    from saturation.plan.select import planned_evaluations
 
-    selection = config["evaluation"]["checkpoints"]
-    fixed = [entry for entry in selection["include"] if entry != "best"]
-    evaluated = len(select_checkpoints(run.checkpoint_steps, selection["every_k"],
-                                       selection["last_n"], fixed))  # fmt: skip
-    evaluated += "best" in selection["include"] and evaluated < len(run.checkpoint_steps)
-    return len(run.checkpoint_steps) + evaluated * len(run.evaluate)
+    evaluated = planned_evaluations(config["evaluation"]["checkpoints"], run.checkpoint_steps)
+    tasks = len(run.evaluate.recipe["tasks"]) if run.evaluate else 0
+    return len(run.checkpoint_steps) + evaluated * tasks
 
 
 def _hub_revision_bytes(repo: str, revision: str, cache: str | None) -> int:
@@ -234,11 +231,11 @@ def _format_estimate(rows: Sequence[Mapping[str, Any]]) -> str:
         return "?" if value is None else f"{value:,.1f}"
 
     lines = [f"{'run':<14} {'repo':<30} {'revisions':>9} {'missing':>8} {'download GB':>12} "
-             f"{'disk GB':>9} {'jobs':>6}"]  # fmt: skip
+             f"{'disk GB':>9} {'measures':>8}"]  # fmt: skip
     for row in rows:
         lines.append(f"{row['run']:<14} {row['repo']:<30} {row['revisions']:>9} "
                      f"{row['missing']:>8} {gb(row['download_gb']):>12} {gb(row['disk_gb']):>9} "
-                     f"{row['measure_jobs']:>6}")  # fmt: skip
+                     f"{row['measurements']:>8}")  # fmt: skip
     known = [r for r in rows if r["download_gb"] is not None]
     unknown = len(rows) - len(known)
     lines.append(
@@ -248,7 +245,8 @@ def _format_estimate(rows: Sequence[Mapping[str, Any]]) -> str:
             if unknown
             else ""
         )
-        + f", {sum(r['measure_jobs'] for r in rows):,} per-checkpoint jobs (analysis, evaluation)"
+        + f", {sum(r['measurements'] for r in rows):,} checkpoint measurements (analysis,"
+        " evaluation; one job per run for each)"
     )
     return "\n".join(lines)
 

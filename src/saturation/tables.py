@@ -21,19 +21,19 @@ import pandas as pd
 
 from saturation.checkpoints import read_manifest
 from saturation.io import atomic_path
-from saturation.plan.stages import KINDS
+from saturation.measure.analysis import SIGMA_ARRAY
 
 RUN_COLUMNS = ["run", "width", "seed", "step", "tokens"]
 TIDY_COLUMNS = [*RUN_COLUMNS, "metric", "value", "stderr"]
 SPECTRUM_COLUMNS = [*RUN_COLUMNS, "rank", "sigma"]
 RUNS_COLUMNS = ["run", "source", "family", "width", "layers", "seed"]  # then other attributes
-# the raw spectrum's file, beside each checkpoint's metrics.json
-SIGMA_FILE = Path(KINDS["analyze"].files["sigma"]).name
+SIGMA_FILE = f"{SIGMA_ARRAY}.npy"  # the raw spectrum, beside each checkpoint's analysis record
 
 
 @dataclass(frozen=True)
 class RunMeasurements:
-    """Where one run's measurements are: its manifest and one metrics.json per step."""
+    """Where one run's measurements are: its manifest and each step's analysis record (a JSON
+    file with `metrics`, the raw spectrum beside it)."""
 
     run: str
     width: int
@@ -42,7 +42,7 @@ class RunMeasurements:
     metrics: Mapping[int, str]
 
     def checkpoints(self) -> list[tuple[dict, Path]]:
-        """(the run/step columns, the step's metrics.json) for every harvested checkpoint."""
+        """(the run/step columns, the step's record) for every harvested checkpoint."""
         run = {"run": self.run, "width": self.width, "seed": self.seed}
         return [
             (run | {"step": entry.step, "tokens": entry.tokens}, Path(self.metrics[entry.step]))
@@ -86,18 +86,18 @@ def evaluation_rows(results: dict[str, dict[str, float]]) -> list[dict[str, Any]
 
 
 def run_benchmarks(
-    run: str, width: int, seed: int, manifest: str, results: Sequence[str]
+    run: str, width: int, seed: int, manifest: str, results: Mapping[int, Mapping[str, str]]
 ) -> pd.DataFrame:
-    """One run's benchmark results (one evaluation file per task × checkpoint) as tidy rows."""
+    """One run's benchmark results as tidy rows: `results` maps each evaluated step to each
+    task's record (a JSON file with lm-eval's tidied `results`)."""
     tokens = {entry.step: entry.tokens for entry in read_manifest(manifest)}
     rows = []
-    for path in results:
-        record = json.loads(Path(path).read_text())
-        key = {"run": run, "width": width, "seed": seed, "step": record["step"]}
-        rows += [
-            key | {"tokens": tokens[record["step"]]} | row
-            for row in evaluation_rows(record["results"])
-        ]
+    for step, records in results.items():
+        key = {"run": run, "width": width, "seed": seed, "step": step, "tokens": tokens[step]}
+        merged = {}
+        for path in records.values():
+            merged |= json.loads(Path(path).read_text())["results"]
+        rows += [key | row for row in evaluation_rows(merged)]
     return _sorted(pd.DataFrame(rows, columns=TIDY_COLUMNS), "metric")
 
 

@@ -1,55 +1,37 @@
-# Per harvested checkpoint: held-out loss, anisotropy and the LM-head spectrum; then one tidy
-# table. One group per run (its id in the group name): profiles/slurm batches a run's checkpoints
-# into one SLURM job (group-components). A group shared by all runs would grow when another run's
-# harvest resolves, and Snakemake would then submit the running group job again.
+# A run's checkpoints analysed in one job (held-out loss, anisotropy, LM-head spectrum), into the
+# run's tables. Each checkpoint's record is stored by content in results/measurements/analysis
+# (saturation.measure.store): a rerun of the job (a checkpoint added, --forcerun) measures only
+# what no record holds. A checkpoint rule: evaluation may select the run's lowest-loss step.
 
 
-rule analyze_checkpoint:
+checkpoint analyze_run:
     input:
         manifest=lambda wildcards: manifest_of(run_of(wildcards)),
-        weights=checkpoint_weights,
+        weights=run_weights,
         val=heldout_tokens,
         val_header=lambda wildcards: run_of(wildcards).tokens.file("header", split="val"),
-    output:
-        metrics=PLAN.pattern("analyze", "metrics"),
-        sigma=PLAN.pattern("analyze", "sigma"),
-    log:
-        job_log("analyze_checkpoint", "{analyze_id}-step{step}"),
-    benchmark:
-        job_benchmark("analyze_checkpoint", "{analyze_id}-step{step}")
-    group:
-        "analyze-{analyze_id}"
-    conda:
-        ENV
-    params:
-        recipe=lambda wildcards: stage_of(wildcards).recipe,
-    script:
-        "../scripts/analyze_checkpoint.py"
-
-
-checkpoint collect_run:
-    input:
-        manifest=lambda wildcards: manifest_of(run_of(wildcards)),
-        measurements=run_measurements,
     output:
         metrics=PLAN.pattern("analyze", "table"),
         spectra=PLAN.pattern("analyze", "spectra"),
     log:
-        job_log("collect_run", "{analyze_id}"),
+        job_log("analyze_run", "{analyze_id}"),
     benchmark:
-        job_benchmark("collect_run", "{analyze_id}")
+        job_benchmark("analyze_run", "{analyze_id}")
     conda:
         ENV
+    resources:
+        runtime=lambda wildcards: measurement_minutes(wildcards, "analysis"),
     params:
-        run=collect_run_params,
+        recipe=lambda wildcards: stage_of(wildcards).recipe,
+        run=run_columns,
     script:
-        "../scripts/collect_run.py"
+        "../scripts/analyze_run.py"
 
 
 rule tidy_table:
     input:
         metrics=[run.analyze.file("table") for run in PLAN.runs.values()]
-        + [run.benchmarks.file("table") for run in PLAN.runs.values() if run.evaluate],
+        + [run.evaluate.file("table") for run in PLAN.runs.values() if run.evaluate],
         spectra=[run.analyze.file("spectra") for run in PLAN.runs.values()],
     output:
         **{

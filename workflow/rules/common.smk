@@ -38,7 +38,6 @@ wildcard_constraints:
     harvest_id=PLAN.ids("harvest"),
     analyze_id=PLAN.ids("analyze"),
     evaluate_id=PLAN.ids("evaluate"),
-    benchmarks_id=PLAN.ids("benchmarks"),
     evaltasks_id=PLAN.ids("evaltasks"),
     tokens_id=PLAN.ids("tokens"),
     step=r"\d+",
@@ -130,10 +129,6 @@ def harvested_steps(run):
     return {entry.step: entry for entry in read_manifest(manifest_of(run))}
 
 
-def analysis_outputs(run):
-    return {s: run.analyze.file("metrics", step=s) for s in sorted(harvested_steps(run))}
-
-
 def token_files():
     """Every split of the shared tokens when a run trains on them, and each suite tokenizer's
     held-out split."""
@@ -183,16 +178,21 @@ def tokenizer_folder(wildcards):
     return PLAN.find(tokens.recipe["tokenizer"])[0].file("tokenizer")
 
 
-def checkpoint_weights(wildcards):
-    """The checkpoint's weight files; verified first where a finished measurement of it is about
-    to be redone because they are newer (see refuse_modified_inputs)."""
-    stage, run = job_owner(wildcards)
-    step = int(wildcards.step)
-    weights = weights_of(run, step)
-    refuse_modified_inputs(
-        stage, step, weights, lambda: verified_checkpoint(manifest_of(run), step)
-    )
-    return weights
+def run_weights(wildcards):
+    """The weight files of every checkpoint the run's analysis measures (see verified_weights)."""
+    run = run_of(wildcards)
+    return verified_weights(stage_of(wildcards), run, sorted(harvested_steps(run)))
+
+
+def verified_weights(stage, run, steps):
+    """The weight files of the run's checkpoints at `steps`; those newer than the stage's table
+    verified first, as their measurement is about to be redone (see refuse_modified_inputs)."""
+    weights = {step: weights_of(run, step) for step in steps}
+    for step, files in weights.items():
+        refuse_modified_inputs(
+            stage, files, lambda step=step: verified_checkpoint(manifest_of(run), step)
+        )
+    return [file for files in weights.values() for file in files]
 
 
 def heldout_tokens(wildcards):
@@ -200,23 +200,17 @@ def heldout_tokens(wildcards):
     finished measurement is about to be redone because it is newer."""
     stage, run = job_owner(wildcards)
     val = run.tokens.file("bin", split="val")
-    refuse_modified_inputs(
-        stage, int(wildcards.step), [val], lambda: open_tokens(Path(val), verify=True)
-    )
+    refuse_modified_inputs(stage, [val], lambda: open_tokens(Path(val), verify=True))
     return val
 
 
-# the per-checkpoint file each measuring stage writes
-MEASURED = {"analyze": "metrics", "evaluate": "results"}
-
-
-def refuse_modified_inputs(stage, step, inputs, verify):
+def refuse_modified_inputs(stage, inputs, verify):
     """Snakemake redoes a finished job whose inputs are newer than its output, deleting that
     output first. An input modified in place (a flipped byte, a copy over it) would then replace a
-    good measurement with a wrong one, or with nothing. So where an existing output is older than
-    its inputs, `verify` them now, while the DAG is built: a file that no longer matches its
+    good measurement with a wrong one. So where the stage's table exists and is older than its
+    inputs, `verify` them now, while the DAG is built: a file that no longer matches its
     recorded sha256 stops the run before any job, naming the file, and every result stays."""
-    output = Path(stage.file(MEASURED[stage.stage], step=step))
+    output = Path(stage.file("table"))
     if not output.exists():
         return
     made = output.stat().st_mtime
@@ -228,31 +222,37 @@ def refuse_modified_inputs(stage, step, inputs, verify):
             sys.exit(1)
 
 
+def run_columns(wildcards):
+    """What every row of a run's tables carries."""
+    run = run_of(wildcards)
+    return {"run": run.name, "width": run.width, "seed": run.seed}
+
+
+# Minutes a run's measurement job asks of SLURM per checkpoint it may measure (a CPU-sized
+# guess: profiles/slurm can replace the total with set-resources).
+MINUTES_PER_CHECKPOINT = {"analysis": 5, "evaluation": 10}
+
+
+def measurement_minutes(wildcards, kind):
+    """10 minutes, and each checkpoint's the job may measure. From the plan, not the manifest:
+    a resource cannot wait for a checkpoint rule."""
+    from saturation.plan.select import planned_evaluations
+
+    run = run_of(wildcards)
+    steps = run.checkpoint_steps
+    if kind == "evaluation":
+        checkpoints = planned_evaluations(run.evaluate.recipe["checkpoints"], steps)
+    else:
+        checkpoints = len(steps)
+    return 10 + MINUTES_PER_CHECKPOINT[kind] * checkpoints
+
+
 def figure_table(wildcards):
     """The one table a figure is drawn from: a tidy table, or the scaling stage's."""
     table = FIGURES[wildcards.figure]
     if table == "scaling":
         return PLAN.scaling.file("table", ext="parquet")
     return PLAN.tables.file("table", table=table, ext="parquet")
-
-
-def run_measurements(wildcards):
-    """One run's per-checkpoint records: waits for that run's harvest only, so a finished run
-    is analysed while wider runs still train."""
-    run = run_of(wildcards)
-    steps = sorted(harvested_steps(run))
-    return [run.analyze.file(role, step=s) for role in ("metrics", "sigma") for s in steps]
-
-
-def collect_run_params(wildcards):
-    run = run_of(wildcards)
-    return {
-        "run": run.name,
-        "width": run.width,
-        "seed": run.seed,
-        "manifest": manifest_of(run),
-        "metrics": analysis_outputs(run),
-    }
 
 
 def eval_task_inputs(wildcards):
@@ -268,49 +268,26 @@ def eval_task_inputs(wildcards):
 
 
 def evaluation_inputs(wildcards):
-    task = stage_of(wildcards).recipe["task"]
-    inputs = {"manifest": manifest_of(run_of(wildcards)), "weights": checkpoint_weights(wildcards)}
-    if task in PLAN.evaltasks:
-        inputs["tasks"] = PLAN.evaltasks[task].file("tasks")
+    """The run's manifest, the weights of its selected checkpoints, each local task's YAML
+    folder, and its analysis where the selection includes the lowest-loss step."""
+    stage, run = job_owner(wildcards)
+    inputs = {
+        "manifest": manifest_of(run),
+        "weights": verified_weights(stage, run, evaluated_steps(run)),
+        "tasks": sorted({PLAN.evaltasks[task].file("tasks")
+                         for task in stage.recipe["tasks"] if task in PLAN.evaltasks}),  # fmt: skip
+    }
+    if "analyze" in stage.recipe:
+        inputs["analysis"] = run.analyze.file("table")
     return inputs
 
 
-def lowest_loss_step(run):
-    """The run's lowest held-out loss step, read from its collected table (a checkpoint rule)."""
-    from saturation.summary import best_step
-    from saturation.tables import read_tidy_table
-
-    table = checkpoints.collect_run.get(analyze_id=run.analyze.id).output.metrics
-    return best_step(read_tidy_table(str(table)))
-
-
 def evaluated_steps(run):
-    from saturation.plan.select import select_checkpoints
+    """The run's checkpoints its evaluation selects; with "best", after its analysis (a
+    checkpoint rule) gave the lowest-loss step."""
+    from saturation.plan.select import selected_steps
 
-    selection = run.benchmarks.recipe["checkpoints"]
-    best = lowest_loss_step(run) if "best" in selection["include"] else None
-    return select_checkpoints(
-        sorted(harvested_steps(run)),
-        selection["every_k"],
-        selection["last_n"],
-        selection["include"],
-        best_step=best,
-    )
-
-
-def benchmark_results(wildcards):
-    """The evaluation file of every selected checkpoint of the run, for every task."""
-    run = run_of(wildcards)
-    steps = evaluated_steps(run)
-    return [stage.file("results", step=s) for stage in run.evaluate.values() for s in steps]
-
-
-def collect_benchmarks_params(wildcards):
-    run = run_of(wildcards)
-    return {
-        "run": run.name,
-        "width": run.width,
-        "seed": run.seed,
-        "manifest": manifest_of(run),
-        "results": benchmark_results(wildcards),
-    }
+    table = None
+    if "analyze" in run.evaluate.recipe:
+        table = checkpoints.analyze_run.get(analyze_id=run.analyze.id).output.metrics
+    return selected_steps(run.evaluate.recipe["checkpoints"], sorted(harvested_steps(run)), table)

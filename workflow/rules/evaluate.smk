@@ -1,6 +1,7 @@
-# Zero-shot benchmarks through lm-evaluation-harness on a subset of harvested checkpoints:
-# one job per run × task × checkpoint, so a task added to the config runs only its own jobs.
-# Grouped per run × task, as analyze_checkpoint is per run (see analyze.smk).
+# Zero-shot benchmarks through lm-evaluation-harness on a selection of a run's checkpoints: one
+# job per run, every task, lm-eval's task objects built once. Each checkpoint × task result is a
+# record in results/measurements/evaluation (see analyze.smk): a task added to the config, or a
+# changed selection, evaluates only the new pairs.
 
 
 rule build_eval_tasks:
@@ -20,38 +21,21 @@ rule build_eval_tasks:
         "../scripts/build_eval_tasks.py"
 
 
-rule evaluate_checkpoint:
+rule evaluate_run:
     input:
         unpack(evaluation_inputs),
     output:
-        results=PLAN.pattern("evaluate", "results"),
+        metrics=PLAN.pattern("evaluate", "table"),
     log:
-        job_log("evaluate_checkpoint", "{evaluate_id}-step{step}"),
+        job_log("evaluate_run", "{evaluate_id}"),
     benchmark:
-        job_benchmark("evaluate_checkpoint", "{evaluate_id}-step{step}")
-    group:
-        "evaluate-{evaluate_id}"
+        job_benchmark("evaluate_run", "{evaluate_id}")
     conda:
         ENV
+    resources:
+        runtime=lambda wildcards: measurement_minutes(wildcards, "evaluation"),
     params:
         recipe=lambda wildcards: stage_of(wildcards).recipe,
+        run=run_columns,
     script:
-        "../scripts/evaluate_checkpoint.py"
-
-
-rule collect_benchmarks:
-    input:
-        manifest=lambda wildcards: manifest_of(run_of(wildcards)),
-        results=benchmark_results,
-    output:
-        metrics=PLAN.pattern("benchmarks", "table"),
-    log:
-        job_log("collect_benchmarks", "{benchmarks_id}"),
-    benchmark:
-        job_benchmark("collect_benchmarks", "{benchmarks_id}")
-    conda:
-        ENV
-    params:
-        run=collect_benchmarks_params,
-    script:
-        "../scripts/collect_benchmarks.py"
+        "../scripts/evaluate_run.py"

@@ -58,6 +58,70 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+class TaskRunner:
+    """lm-eval's task objects, built once (index, datasets, documents) and run on any number of
+    models: a job evaluating a run's checkpoints pays for them once, not per checkpoint.
+
+    Tasks are found in `task_yaml_dirs`; `include_defaults=True` lets a name fall back to
+    lm-eval's built-in task (its data from the hub; indexing the built-in tasks costs ~11 s).
+    A generated task names its data relative to its YAML's folder (tasks._local_dataset), so
+    each task is loaded from inside the folder of its YAML. Zero-shot unless a task's YAML says
+    otherwise, few-shot sampling seeded with 0, as `simple_evaluate` sets them; global RNGs are
+    left alone: scoring is deterministic, and lm-eval's bootstrap seeds its own generators.
+    """
+
+    def __init__(
+        self, task_yaml_dirs: list[Path], tasks: list[str], include_defaults: bool = False
+    ) -> None:
+        from lm_eval.tasks import TaskManager
+
+        dirs = [str(Path(d).resolve()) for d in task_yaml_dirs]
+        manager = TaskManager(include_path=dirs or None, include_defaults=include_defaults)
+        names = {task: TASK_ALIASES.get(task, task) for task in tasks}
+        if missing := sorted(t for t, name in names.items() if name not in manager.all_tasks):
+            raise ValueError(f"tasks {missing} not found in {dirs}")
+        self.loaded: dict[str, dict[str, Any]] = {}
+        for task, name in names.items():
+            yaml_path = manager.task_index[name].yaml_path
+            with contextlib.chdir(Path(yaml_path).parent if yaml_path else Path.cwd()):
+                self.loaded[task] = manager.load([name])
+            for task_obj in self.loaded[task]["tasks"].values():
+                if task_obj.get_config("num_fewshot") is None:
+                    task_obj.set_config(key="num_fewshot", value=0)
+                task_obj.set_fewshot_seed(seed=0)
+
+    def names(self, task: str) -> set[str]:
+        """The names lm-eval reports `task`'s results under (a group's and its members')."""
+        return set(self.loaded[task]["tasks"]) | set(self.loaded[task]["groups"])
+
+    def run(
+        self,
+        lm: Any,
+        tasks: list[str] | None = None,
+        limit: int | None = None,
+        log_samples: bool = False,
+    ) -> dict[str, Any]:
+        """lm-eval's `evaluate` output for `tasks` (all by default) on `lm`.
+
+        `DISABLE_MULTIPROC` keeps the bootstrap in this process instead of a pool of
+        `cpu_count()` workers, which ignores the cores a job was given.
+        """
+        from lm_eval.evaluator import evaluate
+
+        merged: dict[str, dict[str, Any]] = {"tasks": {}, "groups": {}, "group_map": {}}
+        for task in tasks if tasks is not None else list(self.loaded):
+            for part, items in merged.items():
+                items.update(self.loaded[task].get(part, {}))
+        with _environ(DISABLE_MULTIPROC="1"):
+            return evaluate(
+                lm=lm,
+                task_dict=merged,
+                limit=limit,
+                bootstrap_iters=BOOTSTRAP_ITERS,
+                log_samples=log_samples,
+            )
+
+
 def run_tasks(
     lm: Any,
     task_yaml_dirs: list[Path],
@@ -66,40 +130,9 @@ def run_tasks(
     log_samples: bool = False,
     include_defaults: bool = False,
 ) -> dict[str, Any]:
-    """lm-eval's `simple_evaluate` output for `tasks` found in `task_yaml_dirs` (zero-shot).
-
-    Global RNGs are left alone (seeds None): scoring is deterministic, and lm-eval's bootstrap
-    seeds its own generators. `DISABLE_MULTIPROC` keeps the bootstrap in this process instead of
-    a pool of `cpu_count()` workers, which ignores the cores a job was given.
-    `include_defaults=True` lets names fall back to lm-eval's built-in tasks: their data comes
-    from the hub, and indexing them costs ~11 s.
-    """
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
-
-    tasks = [TASK_ALIASES.get(task, task) for task in tasks]
-    task_yaml_dirs = [Path(d).resolve() for d in task_yaml_dirs]  # read after the chdir below
-    manager = TaskManager(
-        include_path=[str(d) for d in task_yaml_dirs], include_defaults=include_defaults
-    )
-    missing = sorted(set(tasks) - set(manager.all_tasks))
-    if missing:
-        raise ValueError(f"tasks {missing} not found in {[str(d) for d in task_yaml_dirs]}")
-    # a generated task names its data relative to its YAML's folder (tasks._local_dataset)
-    here = task_yaml_dirs[0] if len(task_yaml_dirs) == 1 else Path.cwd()
-    with _environ(DISABLE_MULTIPROC="1"), contextlib.chdir(here):
-        return simple_evaluate(
-            model=lm,
-            tasks=tasks,
-            task_manager=manager,
-            limit=limit,
-            bootstrap_iters=BOOTSTRAP_ITERS,
-            log_samples=log_samples,
-            random_seed=None,
-            numpy_random_seed=None,
-            torch_random_seed=None,
-            fewshot_random_seed=0,
-        )
+    """lm-eval's output for `tasks` found in `task_yaml_dirs` (see TaskRunner), on one model."""
+    runner = TaskRunner(task_yaml_dirs, tasks, include_defaults=include_defaults)
+    return runner.run(lm, limit=limit, log_samples=log_samples)
 
 
 def _metric_name(key: str) -> str:
@@ -146,3 +179,59 @@ def evaluate_checkpoint(
     lm = load_lm(checkpoint_dir, batch_size=batch_size, device=device, max_length=max_length)
     output = run_tasks(lm, task_yaml_dirs, tasks, limit=limit, include_defaults=include_defaults)
     return tidy_results(output["results"])
+
+
+def task_recipe(stage_recipe: dict[str, Any], task: str) -> dict[str, Any]:
+    """What one task's result on a checkpoint depends on, from the run's evaluate recipe: the
+    key of its stored record (saturation.measure.store), so a task added to the config, or a
+    changed checkpoint selection, leaves every other record valid."""
+    return {
+        "task": task,
+        "tasks": stage_recipe["tasks"][task],  # its YAML's stage id, or "hub"
+        "limit": stage_recipe["limit"],
+        "batch_size": stage_recipe["batch_size"],
+    }
+
+
+def evaluate_run(
+    manifest: str | Path,
+    steps: list[int],
+    stage_recipe: dict[str, Any],
+    task_dirs: dict[str, Path],
+    results: str | Path,
+    events: str | Path,
+    device: str = "cpu",
+    reuse: bool = True,
+) -> dict[int, dict[str, Path]]:
+    """Every task of `stage_recipe` on the manifest's checkpoints at `steps`, in one process:
+    `{step: {task: its record.json}}`. A task without a folder in `task_dirs` is lm-eval's
+    built-in one. lm-eval's tasks are built only when a record is missing, then once."""
+    from saturation.measure.series import manifest_entries, measure_series
+    from saturation.measure.store import RECORD, MeasurementStore
+
+    tasks = sorted(stage_recipe["tasks"])
+    runner: TaskRunner | None = None
+
+    def measure(folder: Path, missing: list[str]) -> dict[str, Any]:
+        nonlocal runner
+        if runner is None:
+            dirs = sorted({Path(d) for d in task_dirs.values()})
+            runner = TaskRunner(dirs, tasks, include_defaults=set(tasks) - set(task_dirs) != set())
+        lm = load_lm(folder, batch_size=stage_recipe["batch_size"], device=device)
+        output = tidy_results(runner.run(lm, missing, limit=stage_recipe["limit"])["results"])
+        return {
+            task: ({"results": {k: v for k, v in output.items() if k in runner.names(task)}}, {})
+            for task in missing
+        }
+
+    found = measure_series(
+        manifest,
+        manifest_entries(manifest, steps),
+        MeasurementStore(Path(results), "evaluation", reuse),
+        {task: task_recipe(stage_recipe, task) for task in tasks},
+        measure,
+        events,
+        label="evaluate",
+    )
+    return {step: {task: folder / RECORD for task, folder in records.items()}
+            for step, records in found.items()}  # fmt: skip

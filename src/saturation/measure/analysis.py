@@ -4,6 +4,7 @@ depth, and the LM head's spectrum, into one record and the raw singular values."
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from saturation.measure import spectra
 from saturation.measure.heldout import heldout_windows, measure_loss_and_anisotropy
 from saturation.tokenizer import vocabulary_fingerprint
 from saturation.tokens import TokenHeader, open_tokens, read_header
+
+SIGMA_ARRAY = "singular_values"  # the head's raw spectrum, beside each record (`<name>.npy`)
 
 
 def anisotropy_metric(depth: int) -> str:
@@ -34,29 +37,37 @@ def check_tokenizer(header: TokenHeader, val_bin: str | Path, checkpoint_dir: st
         )
 
 
-def analyze_checkpoint(
-    checkpoint_dir: str | Path,
-    val_bin: str | Path,
-    seq_len: int,
-    val_tokens: int,
-    batch_size: int,
-    metrics_out: str | Path,
-    sigma_out: str | Path,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Held-out loss, anisotropy per depth, singular values (saved raw), singular entropy and
-    effective rank of one checkpoint of any family (saturation.model.hf_forward), its model run
-    on `device` (the numbers accumulate on the CPU)."""
+@dataclass(frozen=True)
+class HeldoutSample:
+    """The held-out windows every checkpoint of a run is scored on: built once per job."""
+
+    val_bin: Path
+    header: TokenHeader
+    windows: np.ndarray
+
+    @classmethod
+    def load(cls, val_bin: str | Path, seq_len: int, val_tokens: int) -> HeldoutSample:
+        val_bin = Path(val_bin)
+        header = read_header(val_bin.with_suffix(".json"))
+        tokens = open_tokens(val_bin, verify=True)  # a held-out split: hashed in milliseconds
+        try:
+            windows = heldout_windows(tokens, seq_len, val_tokens)
+        except ValueError as error:
+            raise ValueError(f"{val_bin}: {error}") from error
+        return cls(val_bin, header, windows)
+
+
+def measure_checkpoint(
+    checkpoint_dir: str | Path, sample: HeldoutSample, batch_size: int, device: str = "cpu"
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Held-out loss, anisotropy per depth, singular entropy and effective rank of one
+    checkpoint of any family (saturation.model.hf_forward), its model run on `device` (the
+    numbers accumulate on the CPU): (the record, the head's singular values)."""
     from saturation.model.heads import read_head_matrix
     from saturation.model.hf_forward import load_measured_model  # GPT-NeoX: no transformers
 
-    header = read_header(Path(val_bin).with_suffix(".json"))
+    val_bin, header = sample.val_bin, sample.header
     check_tokenizer(header, val_bin, checkpoint_dir)
-    tokens = open_tokens(Path(val_bin), verify=True)  # a held-out split: hashed in milliseconds
-    try:
-        windows = heldout_windows(tokens, seq_len, val_tokens)
-    except ValueError as error:
-        raise ValueError(f"{val_bin}: {error}") from error
     # the head first: a diverged (non-finite) head fails here, naming its file, before the forward
     head = read_head_matrix(checkpoint_dir, n_rows=header.vocab_size)
     if head.shape[0] < header.vocab_size:
@@ -66,12 +77,10 @@ def analyze_checkpoint(
         )
     sigma = spectra.singular_values(head)
     model = load_measured_model(checkpoint_dir, device)
-    measured = measure_loss_and_anisotropy(model, windows, batch_size)
+    measured = measure_loss_and_anisotropy(model, sample.windows, batch_size)
     if not math.isfinite(measured.loss):  # e.g. a NaN in the head's padded rows, or a diverged body
         raise ValueError(f"{checkpoint_dir}: held-out loss is {measured.loss} (non-finite weights)")
     last_depth = max(measured.anisotropy)
-    with atomic_path(sigma_out) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, sigma)
     record = {
         "metrics": {
             "val_loss": measured.loss,
@@ -89,5 +98,71 @@ def analyze_checkpoint(
             "head_dim": int(head.shape[1]),
         },
     }
+    return record, sigma
+
+
+def save_sigma(sigma: np.ndarray, path: str | Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, sigma)
+
+
+def analyze_checkpoint(
+    checkpoint_dir: str | Path,
+    val_bin: str | Path,
+    seq_len: int,
+    val_tokens: int,
+    batch_size: int,
+    metrics_out: str | Path,
+    sigma_out: str | Path,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """One checkpoint measured on its own (`measure_checkpoint`), its record and raw singular
+    values written to `metrics_out` and `sigma_out`."""
+    sample = HeldoutSample.load(val_bin, seq_len, val_tokens)
+    record, sigma = measure_checkpoint(checkpoint_dir, sample, batch_size, device)
+    save_sigma(sigma, sigma_out)
     write_json_atomic(metrics_out, record)
     return record
+
+
+def analysis_recipe(stage_recipe: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint's analysis depends on, from its run's analyze recipe (all but the
+    harvest, i.e. the list of checkpoints): the key of its stored record."""
+    return {key: value for key, value in stage_recipe.items() if key != "harvest"}
+
+
+def analyze_run(
+    manifest: str | Path,
+    val_bin: str | Path,
+    stage_recipe: dict[str, Any],
+    results: str | Path,
+    events: str | Path,
+    device: str = "cpu",
+    reuse: bool = True,
+) -> dict[int, Path]:
+    """Every checkpoint of a run's manifest analysed in one process, the held-out windows built
+    once (and only when a record is missing): `{step: its record.json}`."""
+    from saturation.measure.series import manifest_entries, measure_series
+    from saturation.measure.store import RECORD, MeasurementStore
+
+    sample: HeldoutSample | None = None
+
+    def measure(folder: Path, missing: list[str]) -> dict[str, Any]:
+        nonlocal sample
+        if sample is None:
+            sample = HeldoutSample.load(
+                val_bin, stage_recipe["seq_len"], stage_recipe["val_tokens"]
+            )
+        record, sigma = measure_checkpoint(folder, sample, stage_recipe["batch_size"], device)
+        return {"analysis": (record, {SIGMA_ARRAY: sigma})}
+
+    found = measure_series(
+        manifest,
+        manifest_entries(manifest),
+        MeasurementStore(Path(results), "analysis", reuse),
+        {"analysis": analysis_recipe(stage_recipe)},
+        measure,
+        events,
+        label="analyze",
+    )
+    return {step: records["analysis"] / RECORD for step, records in found.items()}

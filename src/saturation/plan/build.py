@@ -183,7 +183,7 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
                     "source": run.source,
                     "attributes": dict(run.attributes),
                     "analyze": run.analyze.id,
-                    "benchmarks": run.benchmarks.id,
+                    "evaluate": run.evaluate.id if run.evaluate else None,
                 }
                 for name, run in runs.items()
             },

@@ -30,13 +30,17 @@ class Run:
     tokens: Stage  # the token files it is scored on (its tokenizer's)
     harvest: Stage
     analyze: Stage
-    evaluate: Mapping[str, Stage]  # task -> its evaluation of the run's checkpoints
-    benchmarks: Stage  # every task's results of the run, one table
+    evaluate: Stage | None  # every task on a selection of its checkpoints (None: no tasks)
 
     @property
     def seq_len(self) -> int:
         """Tokens of context of its held-out windows (part of the analysis recipe)."""
         return self.analyze.recipe["seq_len"]
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        """The steps of the checkpoints it is planned to have (its harvest lists them)."""
+        raise NotImplementedError
 
     @property
     def width(self) -> int:
@@ -51,8 +55,8 @@ class Run:
         return []
 
     def stages(self) -> list[Stage]:
-        return [*self.own_stages(), self.harvest, self.analyze, *self.evaluate.values(),
-                self.benchmarks]  # fmt: skip
+        evaluate = [self.evaluate] if self.evaluate else []
+        return [*self.own_stages(), self.harvest, self.analyze, *evaluate]
 
 
 @dataclass(frozen=True)
@@ -81,27 +85,23 @@ class SharedStages:
             | dict(self.config["analysis"]),
             name,
         )
-        evaluate = {
-            task: self.stage(
-                "evaluate",
-                {
-                    "harvest": harvest.id,
-                    "task": task,
-                    "tasks": self.evaltasks[task].id if task in self.evaltasks else "hub",
-                    "limit": evaluation["limit"],
-                    "batch_size": evaluation["batch_size"],
-                },
-                f"{name}/{task}",
-            )
-            for task in evaluation["tasks"]
-        }
-        benchmarks = self.stage(
-            "benchmarks",
+        if not evaluation["tasks"]:
+            return {"analyze": analyze, "evaluate": None}
+        selection = dict(evaluation["checkpoints"])
+        evaluate = self.stage(
+            "evaluate",
             {
-                "analyze": analyze.id,
-                "evaluate": {task: stage.id for task, stage in evaluate.items()},
-                "checkpoints": dict(evaluation["checkpoints"]),
-            },
+                "harvest": harvest.id,
+                "tasks": {
+                    task: self.evaltasks[task].id if task in self.evaltasks else "hub"
+                    for task in evaluation["tasks"]
+                },
+                "limit": evaluation["limit"],
+                "batch_size": evaluation["batch_size"],
+                "checkpoints": selection,
+            }
+            # the lowest-loss checkpoint is found in the run's analysis
+            | ({"analyze": analyze.id} if "best" in selection["include"] else {}),
             name,
         )
-        return {"analyze": analyze, "evaluate": evaluate, "benchmarks": benchmarks}
+        return {"analyze": analyze, "evaluate": evaluate}

@@ -3,6 +3,8 @@ costliest measurement, so they run on a chosen subset."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def select_checkpoints(
     steps: list[int],
@@ -45,3 +47,29 @@ def _included_step(entry: str, harvested: list[int], best_step: int | None) -> i
     if step not in harvested:
         raise ValueError(f"step {step} ({entry!r}) is not a harvested checkpoint")
     return step
+
+
+def selected_steps(
+    selection: dict, steps: list[int], analysis_table: str | Path | None = None
+) -> list[int]:
+    """`select_checkpoints` for an `evaluation.checkpoints` section, "best" read from the run's
+    analysis table (its lowest held-out loss; required when the selection includes it)."""
+    best = None
+    if "best" in selection["include"]:
+        if analysis_table is None:
+            raise ValueError("'best' needs the run's analysis table")
+        from saturation.summary import best_step
+        from saturation.tables import read_tidy_table
+
+        best = best_step(read_tidy_table(analysis_table))
+    return select_checkpoints(
+        steps, selection["every_k"], selection["last_n"], selection["include"], best_step=best
+    )
+
+
+def planned_evaluations(selection: dict, steps: list[int]) -> int:
+    """How many of `steps` a selection evaluates, known before the analysis: "best" counted as
+    one more checkpoint, at most."""
+    fixed = [entry for entry in selection["include"] if entry != "best"]
+    chosen = len(select_checkpoints(steps, selection["every_k"], selection["last_n"], fixed))
+    return chosen + ("best" in selection["include"] and chosen < len(set(steps)))

@@ -57,18 +57,10 @@ KINDS: dict[str, StageKind] = {
         ),
         # every source's harvest writes the manifest; a suite's also where each revision resolved to
         StageKind("harvest", 2, {"manifest": "manifest.csv", "revisions": "revisions.json"}),
-        StageKind(
-            "analyze",
-            3,
-            {
-                "metrics": "step{step}/metrics.json",
-                "sigma": "step{step}/singular_values.npy",
-                "table": "metrics.csv",
-                "spectra": "spectra.csv",
-            },
-        ),
-        StageKind("evaluate", 1, {"results": "step{step}.json"}),
-        StageKind("benchmarks", 1, {"table": "metrics.csv"}),
+        # a run's measurements, one job each: its tables here, every checkpoint's record in
+        # results/measurements/ (saturation.measure.store), kept when a rerun deletes these
+        StageKind("analyze", 4, {"table": "metrics.csv", "spectra": "spectra.csv"}),
+        StageKind("evaluate", 2, {"table": "metrics.csv"}),
         StageKind("tables", 5, {"table": "{table}.{ext}"}),
         StageKind("summary", 1, {"table": "{table}.{ext}"}),
         StageKind("scaling", 1, {"table": "scaling.{ext}", "fit": "fit.json"}),

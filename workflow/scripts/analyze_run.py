@@ -1,0 +1,26 @@
+"""Analyse a run's checkpoints (one process) and write its metrics and spectra tables."""
+
+from pathlib import Path
+
+import torch
+
+from saturation.logs import log_to_file
+from saturation.measure.analysis import analyze_run
+from saturation.runtime import resolve_device
+from saturation.tables import RunMeasurements, run_metrics, run_spectra, write_csv
+
+log_to_file(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+runtime = snakemake.config["runtime"]
+records = analyze_run(
+    snakemake.input.manifest,
+    snakemake.input.val,
+    snakemake.params.recipe,  # the analyze stage's recipe: what changes the numbers
+    results=snakemake.config["results"],
+    events=Path(snakemake.log[0]).with_suffix(".jsonl"),
+    device=str(resolve_device(runtime["device"])),
+    reuse="analysis" not in runtime["remeasure"],
+)
+run = RunMeasurements(**snakemake.params.run, manifest=snakemake.input.manifest, metrics=records)
+write_csv(run_metrics(run), snakemake.output.metrics)
+write_csv(run_spectra(run), snakemake.output.spectra)
