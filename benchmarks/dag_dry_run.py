@@ -1,9 +1,12 @@
 """How long `snakemake -n` takes on a paper-sized sweep: 10 widths × Pythia's 154 checkpoints.
 
-The per-checkpoint jobs only exist once each run's checkpoints are harvested (a checkpoint rule),
-so the sweep is first trained for real up to `harvest` at micro shapes (the DAG does not depend on
-the model size): 10 runs × 154 checkpoints (0, 1, 2, 4, … 512, then every 10 steps to 1430).
-Then the dry run plans every analysis, evaluation, table and figure job.
+A run's analysis job (`analyze_run`, one per run) takes its checkpoints' weights as inputs, known
+once the run is harvested (a checkpoint rule), so the sweep is first trained for real up to
+`harvest` at micro shapes (the DAG does not depend on the model size): 10 runs × 154 checkpoints
+(0, 1, 2, 4, … 512, then every 10 steps to 1430). Then the dry run plans every analysis,
+evaluation, table and figure job: one `analyze_run` and one `evaluate_run` per run, the latter's
+checkpoints (which include the lowest-loss one) chosen once its run's analysis has run
+(`analyze_run` is a checkpoint rule).
 
     python benchmarks/dag_dry_run.py [--workdir /tmp/dag-sweep] [--repeat 3]
 """
@@ -58,11 +61,11 @@ def main() -> None:
         timings.append(time.perf_counter() - start)
     total = re.search(r"^total\s+(\d+)", done.stdout, re.MULTILINE)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", done.stdout, re.MULTILINE))
-    print("\n| dry run | jobs planned | analyze_checkpoint | evaluate_checkpoint | wall s (min of "
+    print("\n| dry run | jobs planned | analyze_run | evaluate_run | wall s (min of "
           f"{args.repeat}) | wall s (each) |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---|")
     print(f"| 10 widths × 154 checkpoints | {total.group(1) if total else '?'} | "
-          f"{counts.get('analyze_checkpoint', '?')} | {counts.get('evaluate_checkpoint', '0 (planned once the analyses give the best step)')} | "
+          f"{counts.get('analyze_run', '?')} | {counts.get('evaluate_run', '?')} | "
           f"{min(timings):.2f} | {', '.join(f'{t:.2f}' for t in timings)} |")  # fmt: skip
 
 

@@ -13,11 +13,17 @@ memory and CPU time (Snakemake samples the job's process tree every 0.5 s for 30
 
 "Share of job time" is of the summed job wall times: jobs run side by side, so the shares say
 where the cores went, not how long the workflow took (Snakemake's `Elapsed time` says that).
+
+A run's measurement jobs (`analyze_run`, `evaluate_run`) also log one JSON line per checkpoint
+(`<job>.jsonl` beside the benchmark file: step, measured or reused records, seconds). A second
+table splits their time: checkpoints measured and reused, seconds spent on them, per measured
+checkpoint, and the rest of the job (interpreter start, imports, tables written).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,6 +33,7 @@ from saturation.config import load_config
 from saturation.plan import make_plan
 
 BENCHMARK_SUFFIX = ".benchmark.tsv"
+EVENTS_SUFFIX = ".jsonl"  # a measurement job's per-checkpoint event log
 
 
 def read_job_costs(logs: str | Path, stage_ids: Iterable[str]) -> pd.DataFrame:
@@ -82,6 +89,70 @@ def to_markdown(costs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def read_checkpoint_events(logs: str | Path, stage_ids: Iterable[str]) -> pd.DataFrame:
+    """One row per checkpoint of the given stages' measurement jobs (rule, job, step, measured,
+    reused, seconds): the job's latest line for each step, as the event log is appended to
+    by every run of the job."""
+    ids = tuple(stage_ids)
+    rows = []
+    for path in sorted(Path(logs).glob(f"*/*{EVENTS_SUFFIX}")):
+        job = path.name.removesuffix(EVENTS_SUFFIX)
+        if not job.startswith(ids):
+            continue
+        latest = {}
+        for line in path.read_text().splitlines():
+            if line.strip():
+                event = json.loads(line)
+                latest[event["step"]] = event
+        rows += [
+            {"rule": path.parent.name, "job": job, "step": step, "measured": len(event["measured"]),
+             "reused": len(event["reused"]), "seconds": float(event["seconds"])}
+            for step, event in sorted(latest.items())
+        ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["rule", "job", "step", "measured", "reused", "seconds"])
+
+
+def checkpoint_costs(jobs: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Per measurement rule: its jobs, checkpoints (any record measured / all reused), records
+    measured and reused, seconds on checkpoints (all, and per checkpoint that measured), and the
+    job wall time outside them (Snakemake's benchmark files less the checkpoints' seconds)."""
+    measuring = events.measured > 0
+    events = events.assign(measuring=measuring, measuring_s=events.seconds.where(measuring, 0.0))
+    per_rule = events.groupby("rule").agg(
+        jobs=("job", "nunique"),
+        checkpoints=("step", "count"),
+        measuring=("measuring", "sum"),
+        measured=("measured", "sum"),
+        reused=("reused", "sum"),
+        checkpoint_s=("seconds", "sum"),
+        measuring_s=("measuring_s", "sum"),
+    )
+    per_rule["per_measured_s"] = per_rule.measuring_s / per_rule.measuring.where(
+        per_rule.measuring > 0
+    )
+    job_wall = jobs[jobs.job.isin(events.job)].groupby("rule").wall_s.sum()
+    per_rule["job_s"] = job_wall.reindex(per_rule.index)
+    per_rule["outside_s"] = per_rule.job_s - per_rule.checkpoint_s
+    return per_rule.sort_values("job_s", ascending=False).reset_index()
+
+
+def checkpoints_markdown(costs: pd.DataFrame) -> str:
+    lines = [
+        "| rule | jobs | checkpoints (measuring / all reused) | records measured / reused | "
+        "s on checkpoints | s per measuring checkpoint | job wall s | s outside checkpoints |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in costs.itertuples():
+        per = "–" if pd.isna(row.per_measured_s) else f"{row.per_measured_s:,.2f}"
+        wall, outside = ("–", "–") if pd.isna(row.job_s) else (f"{row.job_s:,.1f}", f"{row.outside_s:,.1f}")  # fmt: skip
+        lines.append(
+            f"| {row.rule} | {row.jobs} | {row.checkpoints} ({row.measuring} / "
+            f"{row.checkpoints - row.measuring}) | {row.measured} / {row.reused} | "
+            f"{row.checkpoint_s:,.1f} | {per} | {wall} | {outside} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=Path, default=Path("results"))
@@ -94,6 +165,9 @@ def main() -> None:
         raise SystemExit(f"{args.results}/logs: no job benchmark files of this config's stages")
     print(to_markdown(stage_costs(jobs)))
     print(f"\n{len(jobs)} jobs, {jobs.wall_s.sum():,.0f} s of job wall time in all")
+    events = read_checkpoint_events(args.results / "logs", (stage.id for stage in plan.stages()))
+    if not events.empty:
+        print("\n" + checkpoints_markdown(checkpoint_costs(jobs, events)))
 
 
 if __name__ == "__main__":

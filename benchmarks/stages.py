@@ -1,11 +1,12 @@
 """The cost of the stages around pretraining, measured on the results of `make run`.
 
 - tokenization: MB/s of corpus text through the BPE tokenizer into token files, 1 and 2 threads;
-- per-checkpoint analysis (held-out loss + anisotropy at every depth + LM-head spectrum), as a
-  fraction of the run's training time: the computation alone (the model loaded, in this process)
-  and the whole job as Snakemake runs it (a fresh Python: imports included), side by side with
-  the same job when it also loads transformers and the checkpoint through `from_pretrained`
-  (what the job did before it read checkpoints itself).
+- the analysis (held-out loss + anisotropy at every depth + LM-head spectrum), as a fraction of
+  the run's training time: one checkpoint's computation alone (the model loaded, in this
+  process), and the run's `analyze_run` job as Snakemake runs it (a fresh Python, imports
+  included, every checkpoint of the run's manifest measured into an empty measurement store),
+  per checkpoint and for the run; then the same job again on that store, every record reused
+  (what a rerun with nothing new costs).
 
     make run && python benchmarks/stages.py [--results results] [--configfile FILE …]
 """
@@ -20,19 +21,20 @@ import tempfile
 import time
 from pathlib import Path
 
+# The analyze_run job (workflow/scripts/analyze_run.py) without Snakemake: its store in a temporary
+# results folder, so the real one is left as it is.
 JOB = """
+import json
 import sys
-from pathlib import Path
 import torch
-if sys.argv[7] == "transformers":
-    from transformers import GPTNeoXForCausalLM
-    GPTNeoXForCausalLM.from_pretrained(sys.argv[1])
-from saturation.measure.analysis import analyze_checkpoint
+from saturation.measure.analysis import analyze_run
+from saturation.tables import RunMeasurements, run_metrics, run_spectra, write_csv
+manifest, val, recipe, run, results, events = sys.argv[1:]
 torch.set_num_threads(1)
-analyze_checkpoint(checkpoint_dir=Path(sys.argv[1]), val_bin=Path(sys.argv[2]),
-                   seq_len=int(sys.argv[3]), val_tokens=int(sys.argv[4]),
-                   batch_size=int(sys.argv[5]), metrics_out=Path(sys.argv[6]) / "m.json",
-                   sigma_out=Path(sys.argv[6]) / "s.npy")
+records = analyze_run(manifest, val, json.loads(recipe), results=results, events=events)
+run = RunMeasurements(**json.loads(run), manifest=manifest, metrics=records)
+write_csv(run_metrics(run), f"{results}/metrics.csv")
+write_csv(run_spectra(run), f"{results}/spectra.csv")
 """
 
 
@@ -61,34 +63,38 @@ def tokenization(plan) -> list[dict]:
     return rows
 
 
-def analysis(plan, config: dict) -> list[dict]:
+def analysis(plan) -> list[dict]:
     from saturation.measure.analysis import analyze_checkpoint
 
-    tokens = Path(plan.tokens.dir)
-    analyze_cfg = config["analysis"]
     rows = []
     for name, run in plan.runs.items():
+        if not hasattr(run, "pretrain"):  # a published suite: no training time to compare with
+            continue
         run_dir = Path(run.pretrain.dir)
         summary = json.loads((run_dir / "train.json").read_text())
-        recipe = json.loads((run_dir / "recipe.json").read_text())["recipe"]
         folder = run_dir / summary["checkpoints"][-1]["path"]
-        args = [str(folder), str(tokens / "val.bin"), str(recipe["train"]["seq_len"]),
-                str(analyze_cfg["val_tokens"]), str(analyze_cfg["batch_size"])]  # fmt: skip
+        recipe = run.analyze.recipe
+        manifest, val = run.harvest.file("manifest"), run.tokens.file("bin", split="val")
+        columns = {"run": run.name, "width": run.width, "seed": run.seed}
         with tempfile.TemporaryDirectory() as tmp:
-            analyze_checkpoint(folder, Path(args[1]), int(args[2]), int(args[3]), int(args[4]),
-                               Path(tmp) / "m.json", Path(tmp) / "s.npy")  # warm  # fmt: skip
+            one = [folder, Path(val), recipe["seq_len"], recipe["val_tokens"],
+                   recipe["batch_size"], Path(tmp) / "m.json", Path(tmp) / "s.npy"]  # fmt: skip
+            analyze_checkpoint(*one)  # warm
             start = time.perf_counter()
-            analyze_checkpoint(folder, Path(args[1]), int(args[2]), int(args[3]), int(args[4]),
-                               Path(tmp) / "m.json", Path(tmp) / "s.npy")  # fmt: skip
+            analyze_checkpoint(*one)
             compute = time.perf_counter() - start
+            job = [sys.executable, "-c", JOB, str(manifest), str(val), json.dumps(recipe),
+                   json.dumps(columns), str(Path(tmp) / "results")]  # fmt: skip
             jobs = {}
-            for loader in ("ours", "transformers"):
+            for attempt in ("measured", "reused"):
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-c", JOB, *args, tmp, loader], check=True)
-                jobs[loader] = time.perf_counter() - start
-        rows.append({"run": name, "train_s": summary["wall_s"],
-                     "checkpoints": len(summary["checkpoints"]), "compute_s": compute,
-                     "job_s": jobs["ours"], "job_transformers_s": jobs["transformers"]})  # fmt: skip
+                subprocess.run([*job, str(Path(tmp) / f"{attempt}.jsonl")], check=True)
+                jobs[attempt] = time.perf_counter() - start
+            events = (Path(tmp) / "measured.jsonl").read_text().splitlines()
+            measured = sum(1 for line in events if json.loads(line)["measured"])
+        rows.append({"run": name, "train_s": summary["wall_s"], "checkpoints": len(events),
+                     "measured": measured, "compute_s": compute, "job_s": jobs["measured"],
+                     "rerun_s": jobs["reused"]})  # fmt: skip
     return rows
 
 
@@ -110,16 +116,19 @@ def main() -> None:
     for r in tokenization(plan):
         print(f"| train split | {r['threads']} | {r['MB']:.2f} | {r['s']:.2f} | {r['MB'] / r['s']:.2f} |")  # fmt: skip
 
-    print("\n| run | training s | checkpoints | analysis s (compute) | job s | "
-          "job s, via transformers | one checkpoint ÷ training (compute / job / via transformers) "
-          "| all checkpoints ÷ training (job) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in analysis(plan, config):
-        share = {key: 100 * r[key] / r["train_s"] for key in ("compute_s", "job_s", "job_transformers_s")}  # fmt: skip
+    print("\n| run | training s | checkpoints | one checkpoint s (compute) | analyze_run job s "
+          "(all measured) | job s per checkpoint | job s, all reused | one checkpoint ÷ training "
+          "(compute / job per checkpoint) | all checkpoints ÷ training (job) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in analysis(plan):
+        per_checkpoint = r["job_s"] / r["checkpoints"]
         print(f"| {r['run']} | {r['train_s']:.0f} | {r['checkpoints']} | {r['compute_s']:.2f} | "
-              f"{r['job_s']:.2f} | {r['job_transformers_s']:.2f} | {share['compute_s']:.2f} % / "
-              f"**{share['job_s']:.2f} %** / {share['job_transformers_s']:.2f} % | "
-              f"{r['checkpoints'] * share['job_s']:.0f} % |")  # fmt: skip
+              f"{r['job_s']:.2f} | {per_checkpoint:.2f} | {r['rerun_s']:.2f} | "
+              f"{100 * r['compute_s'] / r['train_s']:.2f} % / "
+              f"**{100 * per_checkpoint / r['train_s']:.2f} %** | "
+              f"{100 * r['job_s'] / r['train_s']:.0f} % |")  # fmt: skip
+        if r["measured"] != r["checkpoints"]:
+            raise SystemExit(f"{r['run']}: {r['measured']} of {r['checkpoints']} measured")
 
 
 if __name__ == "__main__":

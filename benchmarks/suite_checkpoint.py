@@ -23,7 +23,7 @@ import torch
 PYTHIA_TOKENS = 50_277
 
 
-def build_checkpoint(folder: Path, size: str) -> int:
+def build_checkpoint(folder: Path, size: str, seed: int = 0) -> int:
     """A randomly initialised Pythia-`size` saved as the hub stores it; returns its parameters."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
@@ -36,7 +36,7 @@ def build_checkpoint(folder: Path, size: str) -> int:
         max_position_embeddings=PYTHIA_CONTEXT, rotary_pct=0.25, use_parallel_residual=True,
         tie_word_embeddings=False,
     )  # fmt: skip
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = GPTNeoXForCausalLM(config).half()
     model.save_pretrained(folder)
     return sum(p.numel() for p in model.parameters())
