@@ -18,7 +18,7 @@ from saturation.measure.analysis import analyze_checkpoint
 from saturation.measure.heldout import (
     heldout_windows,
     measure_loss_and_anisotropy,
-    summed_cross_entropy,
+    token_cross_entropy,
 )
 from saturation.model.heads import LinearHead
 from saturation.model.weights import load_fast_neox
@@ -89,8 +89,12 @@ def test_chunked_loss_equals_cross_entropy_of_the_full_logits(
     hidden, head = torch.randn(50, 8, generator=rng), torch.nn.Linear(8, 1000, bias=False)
     targets = torch.randint(0, 1000, (50,), generator=rng)
     with torch.no_grad():
-        expected = F.cross_entropy(head(hidden), targets, reduction="sum").item()
-        assert summed_cross_entropy(hidden, head, targets, 16) == pytest.approx(expected, rel=1e-6)
+        expected = F.cross_entropy(head(hidden), targets, reduction="none")
+        torch.testing.assert_close(token_cross_entropy(hidden, head, targets, 16), expected)
+    # the standard error over the 10 windows of 16 tokens, written out
+    per_token = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
+    means = per_token.view(10, 16).mean(dim=1).double().numpy()
+    assert measured.loss_stderr == pytest.approx(means.std(ddof=1) / np.sqrt(10), rel=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -148,6 +152,19 @@ def test_analyze_matches_a_manual_forward_pass(
     assert metrics["effective_rank"] == pytest.approx(np.exp(-np.sum(p * np.log(p))), rel=1e-10)
     assert metrics["sigma_max"] == pytest.approx(reference[0], rel=1e-12)
     assert 0 <= metrics["singular_entropy"] <= np.log(16)
+    rows = head[:300].astype(np.float64)  # the row-centred head, written out
+    centred = np.linalg.svd(rows - rows.mean(axis=0), compute_uv=False)
+    q = centred / centred.sum()
+    assert metrics["singular_entropy_centred"] == pytest.approx(
+        np.sum(q * np.log(16 * q)), rel=1e-10
+    )
+    assert metrics["effective_rank_centred"] == pytest.approx(
+        np.exp(-np.sum(q * np.log(q))), rel=1e-10
+    )
+    assert metrics["sigma_max_centred"] == pytest.approx(centred[0], rel=1e-12)
+    mean = rows.mean(axis=0)
+    share = np.sum((rows @ mean) ** 2) / np.sum(mean**2) / np.sum(rows**2)
+    assert metrics["mean_row_share"] == pytest.approx(share, rel=1e-10)
 
 
 def test_a_meter_sees_every_state_of_the_one_pass(tiny_run: Path, tiny_data: dict) -> None:

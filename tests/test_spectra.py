@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from saturation.measure.spectra import effective_rank, singular_entropy, singular_values, w_error
+from saturation.measure.spectra import (
+    centred,
+    effective_rank,
+    mean_row_share,
+    singular_entropy,
+    singular_values,
+    w_error,
+)
 from saturation.model.heads import LinearHead
 
 
@@ -91,3 +98,30 @@ def test_reading_the_head_refuses_a_non_finite_one_naming_the_file(
     np.testing.assert_array_equal(LinearHead.read_matrix(tmp_path, n_rows=10), head[:10])
     with pytest.raises(ValueError, match=r"model\.safetensors: LM head embed_out\.weight has 1 "):
         LinearHead.read_matrix(tmp_path)
+
+
+def test_the_centred_head_is_blind_to_a_vector_added_to_every_row() -> None:
+    """W + 1cᵀ gives every logit the same shift c·h, which the softmax ignores: centring removes
+    it, so the centred spectrum sees only what the loss constrains."""
+    rng = np.random.default_rng(0)
+    head = rng.normal(size=(200, 16))
+    shifted = head + rng.normal(size=16) * 5
+    np.testing.assert_allclose(centred(shifted), centred(head), atol=1e-12)
+    assert np.allclose(centred(head).mean(axis=0), 0)
+    raw, flat = singular_values(shifted), singular_values(centred(shifted))
+    assert singular_entropy(raw) > singular_entropy(flat)  # the shared row dominated the raw one
+
+
+def test_the_mean_row_share() -> None:
+    rng = np.random.default_rng(1)
+    row = rng.normal(size=8)
+    assert mean_row_share(np.tile(row, (50, 1))) == pytest.approx(1.0)  # every row the same
+    assert mean_row_share(np.vstack([np.eye(8), -np.eye(8)])) == 0.0  # mean row zero
+    head = rng.normal(size=(300, 8)) + 3 * row
+    u = head.mean(axis=0) / np.linalg.norm(head.mean(axis=0))
+    expected = np.sum((head @ u) ** 2) / np.sum(head**2)
+    assert mean_row_share(head) == pytest.approx(expected, rel=1e-12)
+    lower = len(head) * np.sum(head.mean(axis=0) ** 2) / np.sum(head**2)  # V‖m̄‖² / ‖W‖²_F
+    assert lower <= mean_row_share(head) <= 1
+    with pytest.raises(ValueError, match="zero head"):
+        mean_row_share(np.zeros((3, 2)))

@@ -29,6 +29,8 @@ def curves(
         ("val_loss", loss),
         ("singular_entropy", kl),
         ("effective_rank", rank),
+        ("singular_entropy_centred", [value / 2 for value in kl]),
+        ("mean_row_share", [0.1 * i for i in range(len(STEPS))]),
         ("anisotropy_last", aniso),
     ):
         for step, value in zip(STEPS, values, strict=True):
@@ -54,8 +56,13 @@ def test_a_saturating_and_a_healthy_run() -> None:
     assert small.final_minus_best == pytest.approx(0.4)
     assert small.relative_excess == pytest.approx(0.1)
     assert small.final_singular_entropy == 3.9
+    assert small.final_singular_entropy_centred == 1.95 and small.final_mean_row_share == 0.5
     assert small.final_effective_rank == pytest.approx(64 * math.exp(-3.9))  # ≈ 1.3 directions
     assert small.collapse_step == 40  # 2.5 > 0.5 · ln 64 = 2.08 from step 40 on; 1.5 is below
+    # as the paper reads it: after the early peak (step 10), the minimum 0.3 (step 20), then
+    # above 2 × 0.3 for good from step 30: the loss's best step, where the fixed level lags by 10
+    assert (small.kl_minimum_step, small.kl_onset_step, small.kl_onset_minus_best) == (20, 30, 0)
+    assert large.kl_minimum_step == 20 and math.isnan(large.kl_onset_step)  # ends at 0.45 < 0.6
     assert (
         small.anisotropy_onset_step == 40
     )  # above 0.5 from 40 on; the 0.9 at step 10 is transient
@@ -97,3 +104,41 @@ def test_missing_metric_is_named() -> None:
     table = curves("w8-s0", 8, [1] * 6, [1] * 6, [1] * 6)
     with pytest.raises(ValueError, match="anisotropy_last"):
         saturation_summary(table[table.metric != "anisotropy_last"], SummaryConfig())
+
+
+def test_best_is_the_earliest_checkpoint_within_one_standard_error_of_the_lowest() -> None:
+    """A noisy tail: the raw argmin (step 40) is 0.01 below step 20, well inside the loss's
+    standard error, so "best" is step 20 and the argmin is kept as `lowest_step`."""
+    from saturation.summary import best_step, lowest_step
+
+    table = curves("w64-s0", 64, [9, 6, 4.02, 4.03, 4.01, 4.2], [0.1] * 6, [0.1] * 6)
+    table["stderr"] = math.nan
+    loss = table["metric"] == "val_loss"
+    table.loc[loss, "stderr"] = 0.02
+    assert (best_step(table), lowest_step(table)) == (20, 40)
+    row = saturation_summary(table, SummaryConfig()).iloc[0]
+    assert (row.best_step, row.lowest_step, row.best_loss) == (20, 40, 4.01)
+    table.loc[loss, "stderr"] = 0.005  # now step 20 is 0.01 = 2 SE above the lowest
+    assert best_step(table) == 40
+    table.loc[loss, "stderr"] = math.nan  # no error recorded: the raw argmin
+    assert best_step(table) == lowest_step(table) == 40
+
+
+def test_the_onset_is_relative_to_the_minimum_after_the_transient() -> None:
+    """Shaped like Pythia-14M's Fig. 5 curve: flat at initialisation, an early peak, a minimum,
+    a late climb with a noisy dip; the onset is the first step above 2× the minimum that lasts."""
+    from saturation.summary import relative_onset, transient_end
+
+    steps = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256]
+    kl = pd.Series([0.001, 0.002, 0.3, 0.1, 0.05, 0.06, 0.12, 0.09, 0.2, 0.4], index=steps)
+    assert transient_end(kl, 0.1) == 2  # the first local maximum
+    assert relative_onset(kl, 2.0, 0.1) == (8, 128)  # 0.12 at 32 dips back to 0.09 at 64
+    assert relative_onset(kl, 5.0, 0.1) == (8, 256)  # above 0.25: 0.4 only
+    falling = pd.Series([0.5, 0.4, 0.3, 0.2], index=[0, 10, 20, 30])  # no peak, ends at its minimum
+    assert transient_end(falling, 0.1) == 3.0
+    low, onset = relative_onset(falling, 2.0, 0.1)
+    assert low == 30 and math.isnan(onset)
+    rising = pd.Series([0.001, 0.01, 0.02, 0.05, 0.2], index=[0, 100, 200, 300, 400])
+    # no early peak: the transient is the first 10 % (40 steps), the minimum 0.01 at step 100
+    assert relative_onset(rising, 2.0, 0.1) == (100, 300)
+    assert math.isnan(relative_onset(pd.Series([0.0, 0.0]), 2.0, 0.1)[0])  # no positive minimum

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PolyCollection
 
 from saturation.checkpoints import CheckpointEntry, write_manifest
 from saturation.figures import FIGURES, anisotropy_depth, loss_curve, spectrum_heatmap
@@ -40,7 +41,12 @@ def fake_run(root: Path, width: int, losses: list[float], seed: int = 0) -> RunM
         path = root / f"{name}-step{step}" / "metrics.json"
         path.parent.mkdir()
         record = {
-            "metrics": {"val_loss": loss, "singular_entropy": 0.1 + loss / 100}
+            "metrics": {
+                "val_loss": loss,
+                "singular_entropy": 0.1 + loss / 100,
+                "singular_entropy_centred": loss / 200,
+                "mean_row_share": 0.5,
+            }
             | {f"anisotropy_d{d:02d}": 0.1 * d + step / 100 for d in range(4)}
             | {"anisotropy_last": 0.3 + step / 100},
             "info": {},
@@ -98,7 +104,7 @@ def spectra(runs: list[RunMeasurements], tmp_path: Path) -> pd.DataFrame:
 
 def test_tidy_shape(table: pd.DataFrame, tmp_path: Path) -> None:
     assert list(table.columns) == TIDY_COLUMNS
-    assert len(table) == (5 + 2) * 7 + (5 + 2) * 2  # 7 measurements, 2 benchmark metrics
+    assert len(table) == (5 + 2) * 9 + (5 + 2) * 2  # 9 measurements, 2 benchmark metrics
     assert table[table.metric == "val_loss"].stderr.isna().all()
     acc = table[(table.metric == "sat_cloze/acc") & (table.run == "w64-s0")]
     assert list(acc.value) == pytest.approx([1 / 6, 1 / 4]) and (acc.stderr == 0.01).all()
@@ -155,6 +161,19 @@ def test_loss_curve_draws_each_width_and_its_minimum(table: pd.DataFrame, tmp_pa
     assert lines[(0, 1)] == [6.0, 4.0]  # w64
     stars = sorted(tuple(xy) for c in ax.collections for xy in c.get_offsets().tolist())
     assert stars == [(1.0, 4.0), (2.0, 4.5)]  # each width's minimum (w32's is not its end)
+
+
+def test_loss_curve_bands_are_one_standard_error(table: pd.DataFrame, tmp_path: Path) -> None:
+    loss = table["metric"] == "val_loss"
+    banded = table.assign(stderr=np.where(loss, 0.1, np.nan))
+    ax = loss_curve.plot(banded, tmp_path / "f.png", tmp_path / "f.pdf").axes[0]
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]  # not the stars
+    assert len(bands) == 2
+    (w64,) = [b for b in bands if b.get_paths()[0].vertices[:, 0].max() == 1]
+    vertices = w64.get_paths()[0].vertices
+    assert vertices[:, 1].min() == pytest.approx(4.0 - 0.1) and vertices[
+        :, 1
+    ].max() == pytest.approx(6.1)
 
 
 def test_anisotropy_depth_uses_each_final_checkpoint(table: pd.DataFrame) -> None:

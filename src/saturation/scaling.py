@@ -179,12 +179,12 @@ def extrapolate(
 def points_from_tables(metrics: pd.DataFrame, parameters: dict[str, int]) -> pd.DataFrame:
     """The final and the lowest-loss checkpoint of every run in a tidy metrics table
     (saturation.tables), with each run's parameter count."""
-    from saturation.summary import best_step
+    from saturation.summary import lowest_step
 
     rows = []
     for run, frame in metrics[metrics["metric"] == "val_loss"].groupby("run", sort=False):
         frame = frame.sort_values("step")
-        best = best_step(frame)
+        best = lowest_step(frame)
         for kind, row in (("final", frame.iloc[-1]), ("best", frame[frame.step == best].iloc[0])):
             rows.append({"run": run, "width": int(row["width"]), "parameters": parameters[run],
                          "kind": kind, "step": int(row["step"]), "tokens": int(row["tokens"]),

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 SUMMARY_COLUMNS = [
-    "run", "width", "seed", "best_step", "best_loss", "final_step", "final_loss",
+    "run", "width", "seed", "best_step", "lowest_step", "best_loss", "final_step", "final_loss",
     "final_minus_best", "relative_excess", "final_singular_entropy", "final_effective_rank",
-    "collapse_step", "final_anisotropy_last", "anisotropy_onset_step",
+    "collapse_step", "kl_minimum_step", "kl_onset_step", "kl_onset_minus_best",
+    "final_singular_entropy_centred", "final_mean_row_share",
+    "final_anisotropy_last", "anisotropy_onset_step", "anisotropy_onset_minus_best",
 ]  # fmt: skip
 
 
@@ -24,6 +26,11 @@ class SummaryConfig:
     # collapse: KL(σ̂‖u) above this × ln d, i.e. the head's effective rank below d^(1 − this)
     collapse_kl_fraction: float = 0.5
     anisotropy_onset: float = 0.5  # onset: last-layer anisotropy above this
+    # the paper's reading (Fig. 5): the KL's minimum after the early transient, then its onset,
+    # the first lasting rise above this multiple of that minimum (`relative_onset`)
+    onset_multiple: float = 2.0
+    # where the curve has no early peak, the transient is this share of the last step
+    transient_share: float = 0.1
 
 
 def _series(run: pd.DataFrame, metric: str) -> pd.Series:
@@ -33,9 +40,23 @@ def _series(run: pd.DataFrame, metric: str) -> pd.Series:
     return series
 
 
-def best_step(run: pd.DataFrame) -> int:
+def lowest_step(run: pd.DataFrame) -> int:
     """The checkpoint of lowest held-out loss in one run's tidy rows (ties: the earliest)."""
     return int(_series(run, "val_loss").idxmin())
+
+
+def best_step(run: pd.DataFrame) -> int:
+    """The earliest checkpoint whose held-out loss is within one standard error of the lowest
+    (that checkpoint's, over the held-out windows; where none is recorded, the lowest itself).
+
+    A raw argmin moves with noise: any uptick at the end makes best ≠ final, while the paper's
+    saturation is a rise of 0.05–0.07 nats. So "best" is the first checkpoint the lowest cannot
+    be told apart from (`lowest_step` is kept beside it)."""
+    loss = _series(run, "val_loss")
+    rows = run[run["metric"] == "val_loss"].set_index("step").sort_index()
+    stderr = float(rows["stderr"].loc[lowest_step(run)]) if "stderr" in rows else math.nan
+    tolerance = 0.0 if math.isnan(stderr) else stderr
+    return int(loss.index[loss <= loss.min() + tolerance][0])
 
 
 def final_stretch_start(series: pd.Series, above: float) -> float:
@@ -54,6 +75,30 @@ def final_stretch_start(series: pd.Series, above: float) -> float:
     return float(series.index[series.index > at_or_below[-1]][0])
 
 
+def transient_end(series: pd.Series, share: float) -> float:
+    """The step where the early transient ends: the curve's first local maximum (a point
+    above both neighbours: Pythia's KL peaks within its first thousand steps, then falls), or,
+    where there is none, `share` of the last step."""
+    values = series.to_numpy()
+    peaks = [i for i in range(1, len(values) - 1) if values[i - 1] < values[i] > values[i + 1]]
+    return float(series.index[peaks[0]]) if peaks else share * float(series.index[-1])
+
+
+def relative_onset(series: pd.Series, multiple: float, share: float) -> tuple[float, float]:
+    """(the step of the curve's minimum after the early transient, the onset: the first step of
+    the closing stretch above `multiple` × that minimum); NaN where it ends below (no onset).
+
+    A level relative to the run's own minimum, as the paper reads Fig. 5 ("2× the minimum"),
+    rather than the fixed fraction of ln d of `collapse_step`, which sits far up the climb. The
+    minimum is taken after the transient because a random head starts almost flat (KL ≈ d/8V),
+    so a minimum taken from step 0 would make any later value an onset."""
+    after = series[series.index >= transient_end(series, share)]
+    if after.empty or not after.min() > 0:
+        return math.nan, math.nan
+    low = after.idxmin()
+    return float(low), final_stretch_start(after[after.index >= low], multiple * after.min())
+
+
 def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
     loss = _series(run, "val_loss")
     kl = _series(run, "singular_entropy")
@@ -65,12 +110,15 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
     width = int(run["width"].iloc[0])
     best, final_step = best_step(run), int(loss.index[-1])
     excess = loss.iloc[-1] - loss.min()
+    kl_minimum, kl_onset = relative_onset(kl, cfg.onset_multiple, cfg.transient_share)
+    anisotropy_onset = final_stretch_start(anisotropy, cfg.anisotropy_onset)
     return {
         "run": run["run"].iloc[0],
         "width": width,
         "seed": int(run["seed"].iloc[0]),
-        "best_step": best,
-        "best_loss": float(loss.min()),
+        "best_step": best,  # within one standard error of the lowest loss
+        "lowest_step": lowest_step(run),
+        "best_loss": float(loss.min()),  # the lowest
         "final_step": final_step,
         "final_loss": float(loss.iloc[-1]),
         "final_minus_best": float(excess),
@@ -78,8 +126,15 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
         "final_singular_entropy": float(kl.iloc[-1]),
         "final_effective_rank": float(rank.iloc[-1]),
         "collapse_step": final_stretch_start(kl, cfg.collapse_kl_fraction * math.log(n_sigma)),
+        "kl_minimum_step": kl_minimum,
+        "kl_onset_step": kl_onset,
+        "kl_onset_minus_best": kl_onset - best,
+        # the head without its mean row (which the softmax cannot see), and that row's share
+        "final_singular_entropy_centred": float(_series(run, "singular_entropy_centred").iloc[-1]),
+        "final_mean_row_share": float(_series(run, "mean_row_share").iloc[-1]),
         "final_anisotropy_last": float(anisotropy.iloc[-1]),
-        "anisotropy_onset_step": final_stretch_start(anisotropy, cfg.anisotropy_onset),
+        "anisotropy_onset_step": anisotropy_onset,
+        "anisotropy_onset_minus_best": anisotropy_onset - best,
     }
 
 
@@ -102,8 +157,8 @@ def _at(values: pd.DataFrame, step: int, column: str) -> float:
 
 
 def best_vs_final(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 1 analogue: every benchmark metric at the lowest-loss and the final
-    checkpoint of each run (NaN where that checkpoint was not evaluated)."""
+    """The paper's Table 1 analogue: every benchmark metric at the best (`best_step`) and the
+    final checkpoint of each run (NaN where that checkpoint was not evaluated)."""
     rows = []
     for _, run in metrics.groupby("run", sort=False):
         best, final = best_step(run), int(_series(run, "val_loss").index[-1])

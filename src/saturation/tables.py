@@ -55,11 +55,17 @@ def _sorted(table: pd.DataFrame, last: str) -> pd.DataFrame:
 
 
 def run_metrics(run: RunMeasurements) -> pd.DataFrame:
-    rows = [
-        key | {"metric": metric, "value": float(value), "stderr": math.nan}
-        for key, path in run.checkpoints()
-        for metric, value in json.loads(path.read_text())["metrics"].items()
-    ]
+    """Every analysis metric of every checkpoint, with its standard error where the record has
+    one (the held-out loss's, over windows), else NaN."""
+    rows = []
+    for key, path in run.checkpoints():
+        record = json.loads(path.read_text())
+        errors = record.get("stderr", {})
+        rows += [
+            key | {"metric": metric, "value": float(value),
+                   "stderr": float(errors.get(metric, math.nan))}
+            for metric, value in record["metrics"].items()
+        ]  # fmt: skip
     return _sorted(pd.DataFrame(rows, columns=TIDY_COLUMNS), "metric")
 
 

@@ -1,7 +1,10 @@
 """Paper Fig. 5: singular entropy KL(σ̂‖u) of the LM head along training, one line per run
-coloured by width.
+coloured by width; beside it, the same of the row-centred head W − 1m̄ᵀ.
 
-It falls while the head's spectrum flattens and rises sharply when the spectrum collapses.
+It falls while the head's spectrum flattens and rises sharply when the spectrum collapses. The
+right panel leaves out the mean row, which shifts every logit alike, so the softmax (and the loss)
+cannot see it, while the optimiser still moves it: a rise on the left only is that row growing,
+not the part of the head the loss constrains (docs/SCIENCE-NOTES.md).
 """
 
 from __future__ import annotations
@@ -13,15 +16,22 @@ import pandas as pd
 
 from saturation.figures import style
 
+PANELS = {
+    "singular_entropy": "head W",
+    "singular_entropy_centred": "row-centred head W − 1m̄ᵀ",
+}
+
 
 def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
     """Draws and saves the figure; returns it (closed) so its plotted data can be read back."""
     style.setup()
-    frame = style.metric_frame(table, "singular_entropy")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    style.lines_by_run(frame, ax)
-    ax.set_yscale("log")
-    ax.set_ylabel("singular entropy KL(σ̂ ‖ u) (nats)")
-    ax.set_title("LM-head singular entropy along training")
+    frames = {metric: style.metric_frame(table, metric) for metric in PANELS}
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(11, 4), sharey=True)
+    for ax, (metric, head) in zip(axes, PANELS.items(), strict=True):
+        style.lines_by_run(frames[metric], ax)
+        ax.set_yscale("log")
+        ax.set_title(head)
+    axes[0].set_ylabel("singular entropy KL(σ̂ ‖ u) (nats)")
+    fig.suptitle("LM-head singular entropy along training")
     style.save(fig, png, pdf)
     return fig

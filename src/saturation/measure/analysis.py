@@ -17,6 +17,7 @@ from saturation.tokenizer import vocabulary_fingerprint
 from saturation.tokens import TokenHeader, open_tokens, read_header
 
 SIGMA_ARRAY = "singular_values"  # the head's raw spectrum, beside each record (`<name>.npy`)
+SIGMA_CENTRED_ARRAY = "singular_values_centred"  # the row-centred head's (spectra.centred)
 
 
 def anisotropy_metric(depth: int) -> str:
@@ -59,10 +60,11 @@ class HeldoutSample:
 
 def measure_checkpoint(
     checkpoint_dir: str | Path, sample: HeldoutSample, batch_size: int, device: str = "cpu"
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Held-out loss, anisotropy per depth, singular entropy and effective rank of one
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Held-out loss, anisotropy per depth, singular entropy and effective rank of the head and
+    of the row-centred head, and the share of the head in its mean row's direction, of one
     checkpoint of any family (saturation.model.hf_forward), its model run on `device` (the
-    numbers accumulate on the CPU): (the record, the head's singular values)."""
+    numbers accumulate on the CPU): (the record, the raw and centred singular values)."""
     from saturation.model.heads import read_head_matrix
     from saturation.model.hf_forward import load_measured_model  # GPT-NeoX: no transformers
 
@@ -76,6 +78,7 @@ def measure_checkpoint(
             f"{head.shape[0]} rows of the head of {checkpoint_dir}"
         )
     sigma = spectra.singular_values(head)
+    sigma_centred = spectra.singular_values(spectra.centred(head))
     model = load_measured_model(checkpoint_dir, device)
     measured = measure_loss_and_anisotropy(model, sample.windows, batch_size)
     if not math.isfinite(measured.loss):  # e.g. a NaN in the head's padded rows, or a diverged body
@@ -90,15 +93,22 @@ def measure_checkpoint(
             "singular_entropy": spectra.singular_entropy(sigma),
             "effective_rank": spectra.effective_rank(sigma),
             "sigma_max": float(sigma[0]),
+            "singular_entropy_centred": spectra.singular_entropy(sigma_centred),
+            "effective_rank_centred": spectra.effective_rank(sigma_centred),
+            "sigma_max_centred": float(sigma_centred[0]),
+            "mean_row_share": spectra.mean_row_share(head),
         },
+        # over the held-out windows (measure.heldout.LossMeter); NaN for a single window
+        "stderr": {"val_loss": measured.loss_stderr},
         "info": {
             "scored_tokens": measured.scored_tokens,
+            "windows": len(sample.windows),
             "depths": last_depth + 1,
             "head_rows": int(head.shape[0]),
             "head_dim": int(head.shape[1]),
         },
     }
-    return record, sigma
+    return record, {SIGMA_ARRAY: sigma, SIGMA_CENTRED_ARRAY: sigma_centred}
 
 
 def save_sigma(sigma: np.ndarray, path: str | Path) -> None:
@@ -119,16 +129,17 @@ def analyze_checkpoint(
     """One checkpoint measured on its own (`measure_checkpoint`), its record and raw singular
     values written to `metrics_out` and `sigma_out`."""
     sample = HeldoutSample.load(val_bin, seq_len, val_tokens)
-    record, sigma = measure_checkpoint(checkpoint_dir, sample, batch_size, device)
-    save_sigma(sigma, sigma_out)
+    record, arrays = measure_checkpoint(checkpoint_dir, sample, batch_size, device)
+    save_sigma(arrays[SIGMA_ARRAY], sigma_out)
     write_json_atomic(metrics_out, record)
     return record
 
 
 def analysis_recipe(stage_recipe: dict[str, Any]) -> dict[str, Any]:
     """What a checkpoint's analysis depends on, from its run's analyze recipe (all but the
-    harvest, i.e. the list of checkpoints): the key of its stored record."""
-    return {key: value for key, value in stage_recipe.items() if key != "harvest"}
+    harvest, i.e. the list of checkpoints, and the record version, which the key holds anyway):
+    the key of its stored record."""
+    return {k: v for k, v in stage_recipe.items() if k not in ("harvest", "record_version")}
 
 
 def analyze_run(
@@ -153,8 +164,8 @@ def analyze_run(
             sample = HeldoutSample.load(
                 val_bin, stage_recipe["seq_len"], stage_recipe["val_tokens"]
             )
-        record, sigma = measure_checkpoint(folder, sample, stage_recipe["batch_size"], device)
-        return {"analysis": (record, {SIGMA_ARRAY: sigma})}
+        record, arrays = measure_checkpoint(folder, sample, stage_recipe["batch_size"], device)
+        return {"analysis": (record, arrays)}
 
     found = measure_series(
         manifest,

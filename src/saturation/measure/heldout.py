@@ -15,6 +15,7 @@ batch moves to the model's device, and what the meters keep is accumulated on th
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -120,43 +121,63 @@ def heldout_pass(
                 meter.final(hidden, targets)
 
 
-def summed_cross_entropy(
+def token_cross_entropy(
     hidden: torch.Tensor,
     logits: Callable[[torch.Tensor], torch.Tensor],
     targets: torch.Tensor,
     chunk: int,
-) -> float:
-    """Σ CE(logits(hidden_i), target_i) over the N rows of `hidden` (N, d), in fp32 logits.
+) -> torch.Tensor:
+    """CE(logits(hidden_i), target_i) for each of the N rows of `hidden` (N, d), in fp32 logits.
 
     Forward only, `chunk` tokens at a time, so the (N, V) logits and the copy cross-entropy makes
     of them never exist at once (at Pythia's V = 50304, T = 2048 and batch 8, 3.3 GB each).
     The training loss chunks the same way but forms the gradient in its forward, two more
     (chunk, V) matmuls and a (V, d) buffer that a measurement has no use for.
     """
+    import torch
     import torch.nn.functional as F
 
-    total = 0.0
-    for start in range(0, hidden.shape[0], chunk):
-        scores = logits(hidden[start : start + chunk]).float()  # (chunk, V)
-        total += F.cross_entropy(scores, targets[start : start + chunk], reduction="sum").item()
-    return total
+    return torch.cat([
+        F.cross_entropy(logits(hidden[start : start + chunk]).float(),
+                        targets[start : start + chunk], reduction="none")
+        for start in range(0, hidden.shape[0], chunk)
+    ])  # fmt: skip
 
 
 class LossMeter(Meter):
     """The mean next-token cross-entropy (nats) over every scored position, through the model's
-    head, `chunk` tokens of logits at a time."""
+    head, `chunk` tokens of logits at a time; and its standard error over the windows.
 
-    def __init__(self, logits: Callable[[torch.Tensor], torch.Tensor], chunk: int) -> None:
-        self.logits, self.chunk = logits, chunk
-        self.total, self.count = 0.0, 0
+    The window, not the token, is the sampling unit of the error: tokens of one window share
+    their context, so their losses are correlated, while the windows are spread evenly over the
+    split and never overlap (`heldout_windows`). All windows score `window` tokens, so the loss
+    is the mean of the window means, and its standard error std(window means, ddof 1) / √n.
+    """
+
+    def __init__(self, logits: Callable[[torch.Tensor], torch.Tensor], chunk: int, window: int):
+        self.logits, self.chunk, self.window = logits, chunk, window
+        self.window_sums: list[np.ndarray] = []
 
     def final(self, hidden: torch.Tensor, targets: torch.Tensor) -> None:
-        self.total += summed_cross_entropy(hidden, self.logits, targets, self.chunk)
-        self.count += targets.numel()
+        losses = token_cross_entropy(hidden, self.logits, targets, self.chunk)
+        sums = losses.double().view(-1, self.window).sum(dim=1)
+        self.window_sums.append(sums.cpu().numpy())
+
+    @property
+    def count(self) -> int:
+        return sum(len(sums) for sums in self.window_sums) * self.window
 
     @property
     def loss(self) -> float:
-        return self.total / self.count
+        return float(np.concatenate(self.window_sums).sum() / self.count)
+
+    @property
+    def stderr(self) -> float:
+        """NaN for a single window: one sample has no spread."""
+        means = np.concatenate(self.window_sums) / self.window
+        if len(means) < 2:
+            return math.nan
+        return float(means.std(ddof=1) / math.sqrt(len(means)))
 
 
 class AnisotropyTap(Meter):
@@ -172,6 +193,7 @@ class AnisotropyTap(Meter):
 @dataclass(frozen=True)
 class HeldoutMeasures:
     loss: float  # mean next-token cross-entropy, nats
+    loss_stderr: float  # its standard error over the windows (LossMeter)
     scored_tokens: int  # distinct tokens: windows never overlap (heldout_windows)
     anisotropy: dict[int, float]  # depth 0 = embeddings … the last = final normalised state
 
@@ -180,8 +202,9 @@ def measure_loss_and_anisotropy(
     model: MeasuredModel, windows: np.ndarray, batch_size: int
 ) -> HeldoutMeasures:
     """The fp32 loss at every position and the anisotropy at every depth, from one pass."""
-    loss, anisotropy = LossMeter(model.head.logits, model.loss_chunk), AnisotropyTap()
+    loss = LossMeter(model.head.logits, model.loss_chunk, window=windows.shape[1] - 1)
+    anisotropy = AnisotropyTap()
     heldout_pass(model, windows, batch_size, [loss, anisotropy])
     if zero_rows := anisotropy.meter.zero_rows():
         logger.warning("all-zero hidden states left out of the anisotropy, by depth: %s", zero_rows)
-    return HeldoutMeasures(loss.loss, loss.count, anisotropy.meter.values())
+    return HeldoutMeasures(loss.loss, loss.stderr, loss.count, anisotropy.meter.values())

@@ -21,6 +21,30 @@ def singular_values(head: np.ndarray) -> np.ndarray:
     return np.linalg.svd(head, compute_uv=False)
 
 
+def centred(head: np.ndarray) -> np.ndarray:
+    """W − 1 m̄ᵀ in float64, m̄ the mean row. Adding one vector m to every row shifts every
+    logit by m·h and leaves the softmax unchanged, so the loss cannot see that component, while
+    Adam and weight decay still move it: the centred head is the part the loss constrains
+    (docs/SCIENCE-NOTES.md)."""
+    head = np.asarray(head, dtype=np.float64)
+    return head - head.mean(axis=0, keepdims=True)
+
+
+def mean_row_share(head: np.ndarray) -> float:
+    """‖W u‖² / ‖W‖²_F with u = m̄ / ‖m̄‖: the share of the head's energy along its mean row's
+    direction (0 for a zero mean row). At least V‖m̄‖² / ‖W‖²_F, the mean component's own share."""
+    head = np.asarray(head, dtype=np.float64)
+    mean = head.mean(axis=0)
+    norm = np.linalg.norm(mean)
+    total = np.sum(head * head)
+    if total == 0:
+        raise ValueError("the mean-row share of a zero head is undefined")
+    if norm == 0:
+        return 0.0
+    along = head @ (mean / norm)
+    return float(along @ along / total)
+
+
 def _normalised(sigma: np.ndarray) -> np.ndarray:
     """σ / Σσ, refusing what has no spectrum: a NaN would vanish from the entropy sums below
     (p[p > 0] drops it) and an inf would become a spike, i.e. a false report of collapse."""

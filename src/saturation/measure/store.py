@@ -30,12 +30,10 @@ import numpy as np
 
 from saturation.checkpoints import CHECKPOINT_RECORD, weight_files
 from saturation.io import sha256_file, write_json_atomic
-from saturation.plan.stages import canonical_json
+from saturation.plan.stages import RECORD_VERSIONS, canonical_json
 
 MEASUREMENTS = "measurements"  # under the results folder
 RECORD = "record.json"  # in every record's folder: its key's recipe, then the measurement
-# bumped when what a kind's record holds changes meaning (docs/DESIGN-NOTES.md)
-RECORD_VERSIONS = {"analysis": 1, "evaluation": 1}
 KEY_LENGTH = 20
 _HOST = socket.gethostname().replace(".", "_")
 _WRITER = f"{_HOST}-{os.getpid()}"  # in temporary names: whose they are

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from saturation.plan.stages import Stage
+from saturation.plan.stages import RECORD_VERSIONS, Stage
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,11 @@ class SharedStages:
         evaluation = self.config["evaluation"]
         analyze = self.stage(
             "analyze",
-            {"harvest": harvest.id, "tokens": tokens.id, "seq_len": seq_len}
+            {"harvest": harvest.id, "tokens": tokens.id, "seq_len": seq_len,
+             "record_version": RECORD_VERSIONS["analysis"]}
             | dict(self.config["analysis"]),
             name,
-        )
+        )  # fmt: skip
         if not evaluation["tasks"]:
             return {"analyze": analyze, "evaluate": None}
         selection = dict(evaluation["checkpoints"])
@@ -99,6 +100,7 @@ class SharedStages:
                 "limit": evaluation["limit"],
                 "batch_size": evaluation["batch_size"],
                 "checkpoints": selection,
+                "record_version": RECORD_VERSIONS["evaluation"],
             }
             # the lowest-loss checkpoint is found in the run's analysis
             | ({"analyze": analyze.id} if "best" in selection["include"] else {}),
