@@ -144,11 +144,18 @@ def test_spectrum_heatmap_draws_sigma_ratios(spectra: pd.DataFrame, tmp_path: Pa
     fig = spectrum_heatmap.plot(spectra, tmp_path / "f.png", tmp_path / "f.pdf")
     axes = [ax for ax in fig.axes if ax.get_title()]  # the panels, not the colour bar
     titles = [ax.get_title() for ax in axes]
-    assert titles == ["w32-s0: width 32, all 32 σ", "w64-s0: width 64, all 64 σ"]
+    assert titles == ["w32-s0: width 32\nall 32 σ", "w64-s0: width 64\nall 64 σ"]
     assert "top 100" not in fig.get_suptitle()  # no width here has more than 100 values
     cells = axes[0].collections[0].get_array().reshape(32, 5)  # rank 1 first (top), then steps
     sigma = np.linspace(32, 1, 32)
     np.testing.assert_allclose(cells[:, 3], sigma / sigma[0])  # steps 0 1 2 4 8: scale-free
+    # each column at its step on the symlog axis, not at its index: its inner edges halfway (in
+    # the axis's coordinates) between neighbouring steps
+    edges = axes[0].collections[0].get_coordinates()[0, :, 0]
+    transform = axes[0].xaxis.get_transform()
+    at = transform.transform(np.array([0.0, 1, 2, 4, 8]))
+    np.testing.assert_allclose(transform.transform(edges[1:-1]), (at[:-1] + at[1:]) / 2)
+    assert all(edges[:-1] < [0, 1, 2, 4, 8]) and all(edges[1:] > [0, 1, 2, 4, 8])
     wide = spectra.assign(rank=spectra["rank"] * 4)  # 256 ranks for width 64
     assert spectrum_heatmap.shown_ranks(wide[wide.run == "w64-s0"]) == "top 100 of 256 σ"
 

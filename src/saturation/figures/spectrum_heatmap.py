@@ -3,6 +3,9 @@
 
 Rank 1 is the top row (always 1). The spectrum first flattens towards uniform (the rows below
 rank 1 brighten); at saturation it collapses into a spike (they go dark while σ_1 dominates).
+Each checkpoint's column stands at its training step on a symlog axis, as the line figures' x,
+not at its index: a Pythia-like schedule puts most checkpoints in the first few percent of
+training.
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from saturation.figures import style
 
@@ -34,6 +37,20 @@ def shown_ranks(spectra: pd.DataFrame, top_k: int = TOP_K) -> str:
     return f"top {top_k} of {ranks} σ" if ranks > top_k else f"all {ranks} σ"
 
 
+def column_edges(steps: np.ndarray, ax: plt.Axes) -> np.ndarray:
+    """The edges of one column per checkpoint on the axis's x scale: halfway between
+    neighbouring steps in the scale's own coordinates, the outer columns as wide as their
+    neighbours'."""
+    transform = ax.xaxis.get_transform()
+    at = transform.transform(np.asarray(steps, dtype=float))
+    if len(at) == 1:
+        middles = np.array([at[0] - 0.5, at[0] + 0.5])
+    else:
+        inner = (at[:-1] + at[1:]) / 2
+        middles = np.concatenate([[2 * at[0] - inner[0]], inner, [2 * at[-1] - inner[-1]]])
+    return transform.inverted().transform(middles)
+
+
 def plot(spectra: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
     """Draws and saves the figure; returns it (closed) so its plotted data can be read back."""
     style.setup()
@@ -43,13 +60,18 @@ def plot(spectra: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
     for ax, run in zip(axes[0], runs, strict=True):
         mine = frame[frame["run"] == run]
         grid = mine.pivot(index="rank", columns="step", values="ratio")
-        sns.heatmap(grid, vmin=0, vmax=1, cmap="magma", ax=ax, cbar=ax is axes[0][-1],
-                    cbar_kws={"label": "σ_i / σ_1"}, yticklabels=max(1, len(grid) // 8),
-                    xticklabels=max(1, grid.shape[1] // 12))  # fmt: skip
+        ax.set_xscale("symlog", linthresh=1)
+        x = column_edges(grid.columns.to_numpy(), ax)
+        y = np.arange(len(grid) + 1) + 0.5  # rank i's row spans i ± 0.5
+        mesh = ax.pcolormesh(x, y, grid.to_numpy(), vmin=0, vmax=1, cmap="magma")
+        ax.set_xlim(x[0], x[-1])
+        ax.set_ylim(y[-1], y[0])  # rank 1 on top
+        ax.grid(False)
         width = mine["width"].iloc[0]
-        ax.set_title(f"{run}: width {width}, {shown_ranks(spectra[spectra['run'] == run])}")
+        ax.set_title(f"{run}: width {width}\n{shown_ranks(spectra[spectra['run'] == run])}")
         ax.set_xlabel("training step")
         ax.set_ylabel("singular value rank i" if ax is axes[0][0] else "")
-    fig.suptitle("LM-head spectrum σ_i / σ_1 along training")
+    fig.colorbar(mesh, ax=axes[0][-1], label="σ_i / σ_1")
+    fig.suptitle("LM-head spectrum σ_i / σ_1 along training", y=1.06)
     style.save(fig, png, pdf)
     return fig

@@ -64,7 +64,7 @@ KINDS: dict[str, StageKind] = {
         StageKind("tables", 5, {"table": "{table}.{ext}"}),
         StageKind("summary", 2, {"table": "{table}.{ext}"}),
         StageKind("scaling", 1, {"table": "scaling.{ext}", "fit": "fit.json"}),
-        StageKind("figures", 5, {"figure": "{figure}.{ext}"}),
+        StageKind("figures", 6, {"figure": "{figure}.{ext}"}),
     )
 }
 FORMAT_VERSIONS = {name: kind.version for name, kind in KINDS.items()}
