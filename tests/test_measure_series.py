@@ -164,3 +164,25 @@ def test_a_killed_writers_leftover_is_removed_and_a_live_ones_kept(tmp_path: Pat
         store.find("k3") == record
         and MeasurementStore(tmp_path, "analysis", False).find("k3") is None
     )
+
+
+def test_the_train_sample_is_scored_like_the_held_out_one(
+    tiny_run: Path, tiny_data: dict, tmp_path: Path
+) -> None:
+    """`train_tokens` windows of the train split, the same loss meter: its loss equals the
+    held-out loss of an analysis whose held-out split is that train split."""
+    results = tmp_path / "results"
+    path = manifest(results, {12: tiny_run / "checkpoints" / "step12"})
+    recipe = RECIPE | {"train_tokens": 128}
+    (record,) = analyze_run(path, tiny_data["val"], recipe, results, tmp_path / "e.jsonl",
+                            train_bin=tiny_data["train"]).values()  # fmt: skip
+    stored = json.loads(record.read_text())
+    on_train = analyze_checkpoint(
+        tiny_run / "checkpoints" / "step12", tiny_data["train"], 16, 128, 8,
+        tmp_path / "t.json", tmp_path / "t.npy",
+    )  # fmt: skip
+    assert stored["metrics"]["train_loss"] == on_train["metrics"]["val_loss"]
+    assert stored["stderr"]["train_loss"] == on_train["stderr"]["val_loss"] > 0
+    assert stored["metrics"]["val_loss"] != stored["metrics"]["train_loss"]
+    with pytest.raises(ValueError, match="asks for 128 train tokens"):
+        analyze_run(path, tiny_data["val"], recipe, tmp_path / "r2", tmp_path / "e2.jsonl")

@@ -142,3 +142,36 @@ def test_the_onset_is_relative_to_the_minimum_after_the_transient() -> None:
     # no early peak: the transient is the first 10 % (40 steps), the minimum 0.01 at step 100
     assert relative_onset(rising, 2.0, 0.1) == (100, 300)
     assert math.isnan(relative_onset(pd.Series([0.0, 0.0]), 2.0, 0.1)[0])  # no positive minimum
+
+
+def _with(table: pd.DataFrame, metric: str, values: list, stderr: float = math.nan) -> pd.DataFrame:
+    """The run's rows plus one more metric at its steps."""
+    rows = table[table.metric == "val_loss"].assign(metric=metric, value=values, stderr=stderr)
+    return pd.concat([table, rows], ignore_index=True)
+
+
+def test_a_late_rise_is_told_apart_from_overfitting() -> None:
+    """The held-out loss bottoms out at step 30 and rises. With the train-sample loss still
+    falling past one epoch that is overfitting; with it rising too, or on data never repeated,
+    saturation."""
+    from saturation.summary import late_rise
+
+    base = curves("w64-s0", 64, [9, 6, 5, 4.0, 4.2, 4.4], [0.1] * 6, [0.1] * 6)
+    epochs = [0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    falling = _with(_with(base, "epochs", epochs), "train_loss", [9, 6, 5, 3.9, 3.7, 3.5], 0.05)
+    assert late_rise(falling, 30, 50) == "overfitting"
+    row = saturation_summary(falling, SummaryConfig()).iloc[0]
+    assert (row.late_rise, row.final_epochs, row.final_train_loss) == ("overfitting", 2.5, 3.5)
+    rising = _with(_with(base, "epochs", epochs), "train_loss", [9, 6, 5, 3.9, 4.0, 4.1], 0.05)
+    assert late_rise(rising, 30, 50) == "saturation"
+    within_error = _with(
+        _with(base, "epochs", epochs), "train_loss", [9, 6, 5, 3.9, 3.89, 3.88], 0.05
+    )
+    assert late_rise(within_error, 30, 50) == "saturation"  # stalls: 0.02 is inside 1 s.e.
+    fresh = _with(base, "epochs", [0, 0.1, 0.2, 0.3, 0.4, 0.5])  # no train sample, one pass
+    assert late_rise(fresh, 30, 50) == "saturation"
+    assert late_rise(base, 30, 50) == "undetermined"  # a published suite: neither is known
+    assert late_rise(base, 50, 50) == "none"
+    early = _with(_with(base, "epochs", [0, 0.1, 0.2, 0.3, 0.4, 0.5]), "train_loss",
+                  [9, 6, 5, 3.9, 3.7, 3.5], 0.05)  # fmt: skip
+    assert late_rise(early, 30, 50) == "undetermined"  # train falls but nothing repeated yet

@@ -13,6 +13,7 @@ SUMMARY_COLUMNS = [
     "final_minus_best", "relative_excess", "final_singular_entropy", "final_effective_rank",
     "collapse_step", "kl_minimum_step", "kl_onset_step", "kl_onset_minus_best",
     "final_singular_entropy_centred", "final_mean_row_share",
+    "final_epochs", "final_train_loss", "late_rise",
     "final_anisotropy_last", "anisotropy_onset_step", "anisotropy_onset_minus_best",
 ]  # fmt: skip
 
@@ -38,6 +39,32 @@ def _series(run: pd.DataFrame, metric: str) -> pd.Series:
     if series.empty:
         raise ValueError(f"run {run['run'].iloc[0]}: no {metric!r} rows in the tidy table")
     return series
+
+
+def _optional_series(run: pd.DataFrame, metric: str) -> pd.Series | None:
+    """A metric some runs lack (`train_loss`, `epochs`: runs trained here only)."""
+    return _series(run, metric) if (run["metric"] == metric).any() else None
+
+
+def late_rise(run: pd.DataFrame, best: int, final: int) -> str:
+    """What a held-out loss that ends above its best is: `none` (best = final), `overfitting`
+    (the loss on a sample of the train split keeps falling from the best to the final
+    checkpoint, by more than its standard error, past one epoch: the data repeats), `saturation`
+    (the train-sample loss rises or stalls too; or, without one, the data never repeated:
+    epochs ≤ 1), else `undetermined`."""
+    if best == final:
+        return "none"
+    epochs = _optional_series(run, "epochs")
+    seen = float(epochs.loc[final]) if epochs is not None else math.nan
+    train = _optional_series(run, "train_loss")
+    if train is not None:
+        rows = run[run["metric"] == "train_loss"].set_index("step")
+        stderr = float(rows["stderr"].loc[final]) if "stderr" in rows else math.nan
+        falling = train.loc[final] < train.loc[best] - (0.0 if math.isnan(stderr) else stderr)
+        if falling:
+            return "overfitting" if seen > 1 else "undetermined"
+        return "saturation"
+    return "saturation" if seen <= 1 else "undetermined"
 
 
 def lowest_step(run: pd.DataFrame) -> int:
@@ -111,6 +138,7 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
     best, final_step = best_step(run), int(loss.index[-1])
     excess = loss.iloc[-1] - loss.min()
     kl_minimum, kl_onset = relative_onset(kl, cfg.onset_multiple, cfg.transient_share)
+    epochs, train = _optional_series(run, "epochs"), _optional_series(run, "train_loss")
     anisotropy_onset = final_stretch_start(anisotropy, cfg.anisotropy_onset)
     return {
         "run": run["run"].iloc[0],
@@ -132,6 +160,9 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
         # the head without its mean row (which the softmax cannot see), and that row's share
         "final_singular_entropy_centred": float(_series(run, "singular_entropy_centred").iloc[-1]),
         "final_mean_row_share": float(_series(run, "mean_row_share").iloc[-1]),
+        "final_epochs": float(epochs.iloc[-1]) if epochs is not None else math.nan,
+        "final_train_loss": float(train.iloc[-1]) if train is not None else math.nan,
+        "late_rise": late_rise(run, best, final_step),
         "final_anisotropy_last": float(anisotropy.iloc[-1]),
         "anisotropy_onset_step": anisotropy_onset,
         "anisotropy_onset_minus_best": anisotropy_onset - best,

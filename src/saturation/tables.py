@@ -40,6 +40,8 @@ class RunMeasurements:
     seed: int
     manifest: str
     metrics: Mapping[int, str]
+    # the train split's tokens, where the run trained on it: then `epochs` = tokens seen / these
+    epoch_tokens: int | None = None
 
     def checkpoints(self) -> list[tuple[dict, Path]]:
         """(the run/step columns, the step's record) for every harvested checkpoint."""
@@ -56,7 +58,8 @@ def _sorted(table: pd.DataFrame, last: str) -> pd.DataFrame:
 
 def run_metrics(run: RunMeasurements) -> pd.DataFrame:
     """Every analysis metric of every checkpoint, with its standard error where the record has
-    one (the held-out loss's, over windows), else NaN."""
+    one (the losses', over windows), else NaN; and the epochs over the train split the run had
+    seen there, where it trained on one."""
     rows = []
     for key, path in run.checkpoints():
         record = json.loads(path.read_text())
@@ -66,6 +69,9 @@ def run_metrics(run: RunMeasurements) -> pd.DataFrame:
                    "stderr": float(errors.get(metric, math.nan))}
             for metric, value in record["metrics"].items()
         ]  # fmt: skip
+        if run.epoch_tokens:
+            epochs = key["tokens"] / run.epoch_tokens
+            rows.append(key | {"metric": "epochs", "value": epochs, "stderr": math.nan})
     return _sorted(pd.DataFrame(rows, columns=TIDY_COLUMNS), "metric")
 
 

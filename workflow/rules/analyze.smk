@@ -10,6 +10,7 @@ checkpoint analyze_run:
         weights=run_weights,
         val=heldout_tokens,
         val_header=lambda wildcards: run_of(wildcards).tokens.file("header", split="val"),
+        train=train_sample,
     output:
         metrics=PLAN.pattern("analyze", "table"),
         spectra=PLAN.pattern("analyze", "spectra"),

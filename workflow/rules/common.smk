@@ -204,6 +204,17 @@ def heldout_tokens(wildcards):
     return val
 
 
+def train_sample(wildcards):
+    """The train split a run trained on, where its analysis scores a sample of it too
+    (`analysis.train_tokens`; never for a published suite); verified as the held-out tokens."""
+    stage, run = job_owner(wildcards)
+    if not stage.recipe.get("train_tokens"):
+        return []
+    train = run.tokens.file("bin", split="train")
+    refuse_modified_inputs(stage, [train], lambda: open_tokens(Path(train), verify=True))
+    return [train, run.tokens.file("header", split="train")]
+
+
 def refuse_modified_inputs(stage, inputs, verify):
     """Snakemake redoes a finished job whose inputs are newer than its output, deleting that
     output first. An input modified in place (a flipped byte, a copy over it) would then replace a

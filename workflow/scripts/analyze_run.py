@@ -8,10 +8,13 @@ from saturation.logs import log_to_file
 from saturation.measure.analysis import analyze_run
 from saturation.runtime import resolve_device
 from saturation.tables import RunMeasurements, run_metrics, run_spectra, write_csv
+from saturation.tokens import read_header
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 runtime = snakemake.config["runtime"]
+# the train split the run trained on, where the recipe scores a sample of it: [bin, header]
+train_bin, train_header = snakemake.input.train or (None, None)
 records = analyze_run(
     snakemake.input.manifest,
     snakemake.input.val,
@@ -20,7 +23,13 @@ records = analyze_run(
     events=Path(snakemake.log[0]).with_suffix(".jsonl"),
     device=str(resolve_device(runtime["device"])),
     reuse="analysis" not in runtime["remeasure"],
+    train_bin=train_bin,
 )
-run = RunMeasurements(**snakemake.params.run, manifest=snakemake.input.manifest, metrics=records)
+run = RunMeasurements(
+    **snakemake.params.run,
+    manifest=snakemake.input.manifest,
+    metrics=records,
+    epoch_tokens=read_header(train_header).tokens if train_header else None,
+)
 write_csv(run_metrics(run), snakemake.output.metrics)
 write_csv(run_spectra(run), snakemake.output.spectra)

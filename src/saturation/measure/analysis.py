@@ -12,7 +12,7 @@ import numpy as np
 
 from saturation.io import atomic_path, write_json_atomic
 from saturation.measure import spectra
-from saturation.measure.heldout import heldout_windows, measure_loss_and_anisotropy
+from saturation.measure.heldout import heldout_windows, measure_loss, measure_loss_and_anisotropy
 from saturation.tokenizer import vocabulary_fingerprint
 from saturation.tokens import TokenHeader, open_tokens, read_header
 
@@ -40,35 +40,42 @@ def check_tokenizer(header: TokenHeader, val_bin: str | Path, checkpoint_dir: st
 
 @dataclass(frozen=True)
 class HeldoutSample:
-    """The held-out windows every checkpoint of a run is scored on: built once per job."""
+    """The windows every checkpoint of a run is scored on (the held-out split's, or the train
+    split's for `train_loss`): built once per job."""
 
-    val_bin: Path
+    tokens_bin: Path
     header: TokenHeader
     windows: np.ndarray
 
     @classmethod
-    def load(cls, val_bin: str | Path, seq_len: int, val_tokens: int) -> HeldoutSample:
-        val_bin = Path(val_bin)
-        header = read_header(val_bin.with_suffix(".json"))
-        tokens = open_tokens(val_bin, verify=True)  # a held-out split: hashed in milliseconds
+    def load(cls, tokens_bin: str | Path, seq_len: int, n_tokens: int) -> HeldoutSample:
+        tokens_bin = Path(tokens_bin)
+        header = read_header(tokens_bin.with_suffix(".json"))
+        tokens = open_tokens(tokens_bin, verify=True)  # hashed once per job: milliseconds here
         try:
-            windows = heldout_windows(tokens, seq_len, val_tokens)
+            windows = heldout_windows(tokens, seq_len, n_tokens)
         except ValueError as error:
-            raise ValueError(f"{val_bin}: {error}") from error
-        return cls(val_bin, header, windows)
+            raise ValueError(f"{tokens_bin}: {error}") from error
+        return cls(tokens_bin, header, windows)
 
 
 def measure_checkpoint(
-    checkpoint_dir: str | Path, sample: HeldoutSample, batch_size: int, device: str = "cpu"
+    checkpoint_dir: str | Path,
+    sample: HeldoutSample,
+    batch_size: int,
+    device: str = "cpu",
+    train: HeldoutSample | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Held-out loss, anisotropy per depth, singular entropy and effective rank of the head and
     of the row-centred head, and the share of the head in its mean row's direction, of one
     checkpoint of any family (saturation.model.hf_forward), its model run on `device` (the
-    numbers accumulate on the CPU): (the record, the raw and centred singular values)."""
+    numbers accumulate on the CPU): (the record, the raw and centred singular values). With a
+    `train` sample, also the loss on it (`train_loss`): a late rise of the held-out loss while
+    it keeps falling is overfitting, not saturation (summary.late_rise)."""
     from saturation.model.heads import read_head_matrix
     from saturation.model.hf_forward import load_measured_model  # GPT-NeoX: no transformers
 
-    val_bin, header = sample.val_bin, sample.header
+    val_bin, header = sample.tokens_bin, sample.header
     check_tokenizer(header, val_bin, checkpoint_dir)
     # the head first: a diverged (non-finite) head fails here, naming its file, before the forward
     head = read_head_matrix(checkpoint_dir, n_rows=header.vocab_size)
@@ -84,6 +91,7 @@ def measure_checkpoint(
     if not math.isfinite(measured.loss):  # e.g. a NaN in the head's padded rows, or a diverged body
         raise ValueError(f"{checkpoint_dir}: held-out loss is {measured.loss} (non-finite weights)")
     last_depth = max(measured.anisotropy)
+    trained = measure_loss(model, train.windows, batch_size) if train is not None else None
     record = {
         "metrics": {
             "val_loss": measured.loss,
@@ -97,9 +105,11 @@ def measure_checkpoint(
             "effective_rank_centred": spectra.effective_rank(sigma_centred),
             "sigma_max_centred": float(sigma_centred[0]),
             "mean_row_share": spectra.mean_row_share(head),
-        },
-        # over the held-out windows (measure.heldout.LossMeter); NaN for a single window
-        "stderr": {"val_loss": measured.loss_stderr},
+        }
+        | ({"train_loss": trained.loss} if trained else {}),
+        # over the windows (measure.heldout.LossMeter); NaN for a single window
+        "stderr": {"val_loss": measured.loss_stderr}
+        | ({"train_loss": trained.stderr} if trained else {}),
         "info": {
             "scored_tokens": measured.scored_tokens,
             "windows": len(sample.windows),
@@ -150,21 +160,28 @@ def analyze_run(
     events: str | Path,
     device: str = "cpu",
     reuse: bool = True,
+    train_bin: str | Path | None = None,
 ) -> dict[int, Path]:
-    """Every checkpoint of a run's manifest analysed in one process, the held-out windows built
-    once (and only when a record is missing): `{step: its record.json}`."""
+    """Every checkpoint of a run's manifest analysed in one process, the held-out windows (and
+    the train sample's, `train_tokens` of `train_bin`, where the recipe asks for one) built once
+    and only when a record is missing: `{step: its record.json}`."""
     from saturation.measure.series import manifest_entries, measure_series
     from saturation.measure.store import RECORD, MeasurementStore
 
-    sample: HeldoutSample | None = None
+    seq_len, train_tokens = stage_recipe["seq_len"], stage_recipe.get("train_tokens", 0)
+    if train_tokens and train_bin is None:
+        raise ValueError(f"the recipe asks for {train_tokens} train tokens, and no train split")
+    samples: dict[str, HeldoutSample | None] = {}
 
     def measure(folder: Path, missing: list[str]) -> dict[str, Any]:
-        nonlocal sample
-        if sample is None:
-            sample = HeldoutSample.load(
-                val_bin, stage_recipe["seq_len"], stage_recipe["val_tokens"]
+        if not samples:
+            samples["val"] = HeldoutSample.load(val_bin, seq_len, stage_recipe["val_tokens"])
+            samples["train"] = (
+                HeldoutSample.load(train_bin, seq_len, train_tokens) if train_tokens else None
             )
-        record, arrays = measure_checkpoint(folder, sample, stage_recipe["batch_size"], device)
+        record, arrays = measure_checkpoint(
+            folder, samples["val"], stage_recipe["batch_size"], device, train=samples["train"]
+        )
         return {"analysis": (record, arrays)}
 
     found = measure_series(

@@ -208,3 +208,10 @@ def measure_loss_and_anisotropy(
     if zero_rows := anisotropy.meter.zero_rows():
         logger.warning("all-zero hidden states left out of the anisotropy, by depth: %s", zero_rows)
     return HeldoutMeasures(loss.loss, loss.stderr, loss.count, anisotropy.meter.values())
+
+
+def measure_loss(model: MeasuredModel, windows: np.ndarray, batch_size: int) -> LossMeter:
+    """The loss alone (no anisotropy) over `windows`: e.g. a sample of the train split."""
+    loss = LossMeter(model.head.logits, model.loss_chunk, window=windows.shape[1] - 1)
+    heldout_pass(model, windows, batch_size, [loss])
+    return loss

@@ -98,7 +98,7 @@ def pretrained_runs(shared: SharedStages) -> Iterator[PretrainedRun]:
                 },
                 tokens=shared.tokens,
                 harvest=harvest,
-                **shared.measurements(name, harvest, shared.tokens, train["seq_len"]),
+                **shared.measurements(name, harvest, shared.tokens, train["seq_len"], True),
                 pretrain=pretrain,
                 gpus=gpus_of(entry, config["runtime"]),
             )

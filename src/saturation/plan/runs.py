@@ -74,16 +74,19 @@ class SharedStages:
         return Stage(kind, recipe, name=name, results=self.results)
 
     def measurements(
-        self, name: str, harvest: Stage, tokens: Stage, seq_len: int
+        self, name: str, harvest: Stage, tokens: Stage, seq_len: int, trained_on_tokens: bool
     ) -> dict[str, Any]:
         """The run's measurement stages, as keyword arguments of its Run; `seq_len` is the
-        context of its held-out windows."""
+        context of its held-out windows; `trained_on_tokens`: whether `tokens`' train split is
+        what the run trained on (then a sample of it is scored too: `analysis.train_tokens`)."""
         evaluation = self.config["evaluation"]
+        analysis = dict(self.config["analysis"])
+        if not trained_on_tokens:
+            analysis["train_tokens"] = 0
         analyze = self.stage(
             "analyze",
             {"harvest": harvest.id, "tokens": tokens.id, "seq_len": seq_len,
-             "record_version": RECORD_VERSIONS["analysis"]}
-            | dict(self.config["analysis"]),
+             "record_version": RECORD_VERSIONS["analysis"]} | analysis,
             name,
         )  # fmt: skip
         if not evaluation["tasks"]:
