@@ -149,6 +149,8 @@ def test_analyze_matches_a_manual_forward_pass(
     assert not np.allclose(sigma, np.linalg.svd(head.astype(np.float64), compute_uv=False))
     p = reference / reference.sum()  # SCIENCE-NOTES' formulas written out
     assert metrics["singular_entropy"] == pytest.approx(np.sum(p * np.log(16 * p)), rel=1e-10)
+    e = reference**2 / np.sum(reference**2)  # the σ² convention
+    assert metrics["singular_entropy_sq"] == pytest.approx(np.sum(e * np.log(16 * e)), rel=1e-10)
     assert metrics["effective_rank"] == pytest.approx(np.exp(-np.sum(p * np.log(p))), rel=1e-10)
     assert metrics["sigma_max"] == pytest.approx(reference[0], rel=1e-12)
     assert 0 <= metrics["singular_entropy"] <= np.log(16)

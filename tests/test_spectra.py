@@ -125,3 +125,14 @@ def test_the_mean_row_share() -> None:
     assert lower <= mean_row_share(head) <= 1
     with pytest.raises(ValueError, match="zero head"):
         mean_row_share(np.zeros((3, 2)))
+
+
+def test_the_singular_entropy_of_sigma_squared() -> None:
+    """σ² is the spectrum of energies (WᵀW's eigenvalues): more peaked, so a larger KL."""
+    sigma = np.array([4.0, 2.0, 1.0, 1.0])
+    q = sigma**2 / np.sum(sigma**2)
+    assert singular_entropy(sigma, power=2) == pytest.approx(np.log(4) + np.sum(q * np.log(q)))
+    assert singular_entropy(sigma, power=2) > singular_entropy(sigma)
+    assert singular_entropy(np.ones(5), power=2) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="power must be 1"):
+        singular_entropy(sigma, power=3)

@@ -175,3 +175,20 @@ def test_a_late_rise_is_told_apart_from_overfitting() -> None:
     early = _with(_with(base, "epochs", [0, 0.1, 0.2, 0.3, 0.4, 0.5]), "train_loss",
                   [9, 6, 5, 3.9, 3.7, 3.5], 0.05)  # fmt: skip
     assert late_rise(early, 30, 50) == "undetermined"  # train falls but nothing repeated yet
+
+
+def test_the_kl_convention_is_a_setting_recorded_in_the_summary() -> None:
+    """`kl_of: sigma2` reads the KL of σ² (its own tidy metric) for the collapse and the
+    onset, and says so; d still comes from the σ statistics."""
+    table = curves("w64-s0", 64, [9, 6, 5, 4.0, 4.2, 4.4], [0.001, 0.6, 0.3, 1.5, 2.5, 3.9],
+                   [0.1] * 6)  # fmt: skip
+    sq = table[table.metric == "singular_entropy"].assign(
+        metric="singular_entropy_sq", value=[0.002, 1.0, 0.5, 2.5, 3.0, 3.5]
+    )
+    table = pd.concat([table, sq], ignore_index=True)
+    sigma = saturation_summary(table, SummaryConfig()).iloc[0]
+    squared = saturation_summary(table, SummaryConfig(kl_of="sigma2")).iloc[0]
+    assert (sigma.kl_of, squared.kl_of) == ("sigma", "sigma2")
+    assert (sigma.final_singular_entropy, squared.final_singular_entropy) == (3.9, 3.5)
+    assert squared.collapse_step == 30  # 2.5 > 0.5 · ln 64 = 2.08 from step 30 on
+    assert squared.final_effective_rank == sigma.final_effective_rank  # of σ, always

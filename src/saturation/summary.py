@@ -11,7 +11,7 @@ import pandas as pd
 SUMMARY_COLUMNS = [
     "run", "width", "seed", "best_step", "lowest_step", "best_loss", "final_step", "final_loss",
     "final_minus_best", "relative_excess", "final_singular_entropy", "final_effective_rank",
-    "collapse_step", "kl_minimum_step", "kl_onset_step", "kl_onset_minus_best",
+    "kl_of", "collapse_step", "kl_minimum_step", "kl_onset_step", "kl_onset_minus_best",
     "final_singular_entropy_centred", "final_mean_row_share",
     "final_epochs", "final_train_loss", "late_rise",
     "final_anisotropy_last", "anisotropy_onset_step", "anisotropy_onset_minus_best",
@@ -32,6 +32,12 @@ class SummaryConfig:
     onset_multiple: float = 2.0
     # where the curve has no early peak, the transient is this share of the last step
     transient_share: float = 0.1
+    # the KL the collapse and the onset read: of σ ("sigma") or of σ² ("sigma2")
+    kl_of: str = "sigma"
+
+
+# the tidy metric of each KL convention (summary.kl_of)
+KL_METRICS = {"sigma": "singular_entropy", "sigma2": "singular_entropy_sq"}
 
 
 def _series(run: pd.DataFrame, metric: str) -> pd.Series:
@@ -128,12 +134,13 @@ def relative_onset(series: pd.Series, multiple: float, share: float) -> tuple[fl
 
 def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
     loss = _series(run, "val_loss")
-    kl = _series(run, "singular_entropy")
+    kl = _series(run, KL_METRICS[cfg.kl_of])
     anisotropy = _series(run, "anisotropy_last")
     rank = _series(run, "effective_rank")
     # d of ln d: the head's number of singular values, min(V, width), recovered exactly from the
-    # two stored spectrum statistics (effective rank = d · exp(−KL), docs/SCIENCE-NOTES.md)
-    n_sigma = round(rank.iloc[-1] * math.exp(kl.iloc[-1]))
+    # two stored spectrum statistics of σ (effective rank = d · exp(−KL), docs/SCIENCE-NOTES.md)
+    sigma_kl = _series(run, "singular_entropy")
+    n_sigma = round(rank.iloc[-1] * math.exp(sigma_kl.iloc[-1]))
     width = int(run["width"].iloc[0])
     best, final_step = best_step(run), int(loss.index[-1])
     excess = loss.iloc[-1] - loss.min()
@@ -153,6 +160,7 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
         "relative_excess": float(excess / loss.min()),
         "final_singular_entropy": float(kl.iloc[-1]),
         "final_effective_rank": float(rank.iloc[-1]),
+        "kl_of": cfg.kl_of,
         "collapse_step": final_stretch_start(kl, cfg.collapse_kl_fraction * math.log(n_sigma)),
         "kl_minimum_step": kl_minimum,
         "kl_onset_step": kl_onset,

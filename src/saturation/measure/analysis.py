@@ -99,6 +99,7 @@ def measure_checkpoint(
             "anisotropy_last": measured.anisotropy[last_depth],
             **{anisotropy_metric(d): a for d, a in measured.anisotropy.items()},
             "singular_entropy": spectra.singular_entropy(sigma),
+            "singular_entropy_sq": spectra.singular_entropy(sigma, power=2),  # of σ², not σ
             "effective_rank": spectra.effective_rank(sigma),
             "sigma_max": float(sigma[0]),
             "singular_entropy_centred": spectra.singular_entropy(sigma_centred),

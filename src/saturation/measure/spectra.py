@@ -60,9 +60,13 @@ def _normalised(sigma: np.ndarray) -> np.ndarray:
     return sigma / sigma.sum()
 
 
-def singular_entropy(sigma: np.ndarray) -> float:
-    """KL(σ̂ ‖ uniform) = ln d − H(σ̂), natural log; 0 for a flat spectrum, ln d for rank one."""
-    p = _normalised(sigma)
+def singular_entropy(sigma: np.ndarray, power: int = 1) -> float:
+    """KL(σ̂ ‖ uniform) = ln d − H(σ̂), natural log; 0 for a flat spectrum, ln d for rank one.
+    `power=2` normalises σ² instead (the spectrum of energies, WᵀW's eigenvalues): the paper
+    does not say which it uses (docs/SCIENCE-NOTES.md)."""
+    if power not in (1, 2):
+        raise ValueError(f"power must be 1 (σ) or 2 (σ²), got {power}")
+    p = _normalised(np.asarray(sigma, dtype=np.float64) ** power)
     nonzero = p[p > 0]
     return float(np.log(p.size) + np.sum(nonzero * np.log(nonzero)))
 

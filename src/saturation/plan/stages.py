@@ -71,7 +71,7 @@ FORMAT_VERSIONS = {name: kind.version for name, kind in KINDS.items()}
 # The per-checkpoint records of the measurement store (saturation.measure.store), bumped when what
 # a record holds changes meaning: part of every record's key, and of the recipe of the stage that
 # tabulates them (analyze, evaluate), so a bump remakes the records and the tables read from them.
-RECORD_VERSIONS = {"analysis": 4, "evaluation": 1}
+RECORD_VERSIONS = {"analysis": 5, "evaluation": 1}
 
 
 class _Wildcards(dict):
