@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -36,18 +36,24 @@ BENCHMARK_SUFFIX = ".benchmark.tsv"
 EVENTS_SUFFIX = ".jsonl"  # a measurement job's per-checkpoint event log
 
 
-def read_job_costs(logs: str | Path, stage_ids: Iterable[str]) -> pd.DataFrame:
-    """One row per job of the given stages (rule, job, wall_s, max_rss_mib, cpu_s).
-
-    Jobs are named after their stage's id, so logs left by other configs in the same results
-    folder are skipped. A job's latest run is the one on disk.
-    """
+def job_files(
+    logs: str | Path, suffix: str, stage_ids: Iterable[str]
+) -> Iterator[tuple[Path, str]]:
+    """(file, job) for every `logs/<rule>/<job><suffix>` of the given stages' jobs: jobs are
+    named after their stage's id, so files left by other configs in the same results folder
+    are skipped."""
     ids = tuple(stage_ids)
+    for path in sorted(Path(logs).glob(f"*/*{suffix}")):
+        job = path.name.removesuffix(suffix)
+        if job.startswith(ids):
+            yield path, job
+
+
+def read_job_costs(logs: str | Path, stage_ids: Iterable[str]) -> pd.DataFrame:
+    """One row per job of the given stages (rule, job, wall_s, max_rss_mib, cpu_s); a job's
+    latest run is the one on disk."""
     rows = []
-    for path in sorted(Path(logs).glob(f"*/*{BENCHMARK_SUFFIX}")):
-        job = path.name.removesuffix(BENCHMARK_SUFFIX)
-        if not job.startswith(ids):
-            continue
+    for path, job in job_files(logs, BENCHMARK_SUFFIX, stage_ids):
         record = pd.read_csv(path, sep="\t").iloc[-1]  # one row per repeat; none are asked for
         rows.append({
             "rule": path.parent.name,
@@ -93,12 +99,8 @@ def read_checkpoint_events(logs: str | Path, stage_ids: Iterable[str]) -> pd.Dat
     """One row per checkpoint of the given stages' measurement jobs (rule, job, step, measured,
     reused, seconds): the job's latest line for each step, as the event log is appended to
     by every run of the job."""
-    ids = tuple(stage_ids)
     rows = []
-    for path in sorted(Path(logs).glob(f"*/*{EVENTS_SUFFIX}")):
-        job = path.name.removesuffix(EVENTS_SUFFIX)
-        if not job.startswith(ids):
-            continue
+    for path, job in job_files(logs, EVENTS_SUFFIX, stage_ids):
         latest = {}
         for line in path.read_text().splitlines():
             if line.strip():

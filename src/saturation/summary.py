@@ -47,6 +47,12 @@ def _series(run: pd.DataFrame, metric: str) -> pd.Series:
     return series
 
 
+def _stderr_at(run: pd.DataFrame, metric: str, step: int) -> float:
+    """The metric's standard error at `step`, NaN where none is recorded."""
+    rows = run[run["metric"] == metric].set_index("step")
+    return float(rows["stderr"].loc[step]) if "stderr" in rows else math.nan
+
+
 def _optional_series(run: pd.DataFrame, metric: str) -> pd.Series | None:
     """A metric some runs lack (`train_loss`, `epochs`: runs trained here only)."""
     return _series(run, metric) if (run["metric"] == metric).any() else None
@@ -64,8 +70,7 @@ def late_rise(run: pd.DataFrame, best: int, final: int) -> str:
     seen = float(epochs.loc[final]) if epochs is not None else math.nan
     train = _optional_series(run, "train_loss")
     if train is not None:
-        rows = run[run["metric"] == "train_loss"].set_index("step")
-        stderr = float(rows["stderr"].loc[final]) if "stderr" in rows else math.nan
+        stderr = _stderr_at(run, "train_loss", final)
         falling = train.loc[final] < train.loc[best] - (0.0 if math.isnan(stderr) else stderr)
         if falling:
             return "overfitting" if seen > 1 else "undetermined"
@@ -86,8 +91,7 @@ def best_step(run: pd.DataFrame) -> int:
     saturation is a rise of 0.05–0.07 nats. So "best" is the first checkpoint the lowest cannot
     be told apart from (`lowest_step` is kept beside it)."""
     loss = _series(run, "val_loss")
-    rows = run[run["metric"] == "val_loss"].set_index("step").sort_index()
-    stderr = float(rows["stderr"].loc[lowest_step(run)]) if "stderr" in rows else math.nan
+    stderr = _stderr_at(run, "val_loss", lowest_step(run))
     tolerance = 0.0 if math.isnan(stderr) else stderr
     return int(loss.index[loss <= loss.min() + tolerance][0])
 

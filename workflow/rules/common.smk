@@ -8,7 +8,7 @@ from saturation.config import ConfigError, validate_config
 from saturation.corpus import CorpusError
 from saturation.figures import FIGURES, WORD_PERPLEXITY_METRICS
 from saturation.plan import make_plan, write_plan_records
-from saturation.checkpoints import CorruptCheckpointError, verified_checkpoint
+from saturation.checkpoints import CorruptCheckpointError
 from saturation.lock import ResultsLockedError, acquire, release
 from saturation.tokens import open_tokens
 
@@ -40,7 +40,6 @@ wildcard_constraints:
     evaluate_id=PLAN.ids("evaluate"),
     evaltasks_id=PLAN.ids("evaltasks"),
     tokens_id=PLAN.ids("tokens"),
-    step=r"\d+",
     figure="|".join(PLOTTED),
 
 
@@ -187,12 +186,17 @@ def run_weights(wildcards):
 def verified_weights(stage, run, steps):
     """The weight files of the run's checkpoints at `steps`; those newer than the stage's table
     verified first, as their measurement is about to be redone (see refuse_modified_inputs)."""
-    weights = {step: weights_of(run, step) for step in steps}
-    for step, files in weights.items():
+    from saturation.checkpoints import verify_entry, weight_files
+
+    manifest, entries = manifest_of(run), harvested_steps(run)  # the manifest read once
+    weights = []
+    for step in steps:
+        files = [str(f) for f in weight_files(Path(entries[step].path))]
         refuse_modified_inputs(
-            stage, files, lambda step=step: verified_checkpoint(manifest_of(run), step)
+            stage, files, lambda entry=entries[step]: verify_entry(entry, manifest)
         )
-    return [file for files in weights.values() for file in files]
+        weights += files
+    return weights
 
 
 def heldout_tokens(wildcards):

@@ -216,7 +216,7 @@ def evaluate_run(
         nonlocal runner
         if runner is None:
             dirs = sorted({Path(d) for d in task_dirs.values()})
-            runner = TaskRunner(dirs, tasks, include_defaults=set(tasks) - set(task_dirs) != set())
+            runner = TaskRunner(dirs, tasks, include_defaults=bool(set(tasks) - set(task_dirs)))
         lm = load_lm(folder, batch_size=stage_recipe["batch_size"], device=device)
         output = tidy_results(runner.run(lm, missing, limit=stage_recipe["limit"])["results"])
         return {

@@ -122,11 +122,6 @@ def measure_checkpoint(
     return record, {SIGMA_ARRAY: sigma, SIGMA_CENTRED_ARRAY: sigma_centred}
 
 
-def save_sigma(sigma: np.ndarray, path: str | Path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, sigma)
-
-
 def analyze_checkpoint(
     checkpoint_dir: str | Path,
     val_bin: str | Path,
@@ -141,7 +136,8 @@ def analyze_checkpoint(
     values written to `metrics_out` and `sigma_out`."""
     sample = HeldoutSample.load(val_bin, seq_len, val_tokens)
     record, arrays = measure_checkpoint(checkpoint_dir, sample, batch_size, device)
-    save_sigma(arrays[SIGMA_ARRAY], sigma_out)
+    with atomic_path(sigma_out) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, arrays[SIGMA_ARRAY])
     write_json_atomic(metrics_out, record)
     return record
 

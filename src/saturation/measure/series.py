@@ -74,7 +74,7 @@ def measure_series(
                     record = {"key": keys[name], "checkpoint": fingerprint,
                               "recipe": dict(recipes[name])} | fields  # fmt: skip
                     stored[name] = store.write(keys[name], record, arrays)
-            found[entry.step] = {name: folder for name, folder in stored.items() if folder}
+            found[entry.step] = stored  # every name has its record now
             event = {
                 "step": entry.step,
                 "measured": sorted(missing),
