@@ -284,6 +284,45 @@ def test_build_corpus_max_documents(texts: Path) -> None:
     assert sum(stats[split]["documents"] for split in ("train", "val", "test")) == 25
 
 
+def test_val_documents_sharing_a_train_ngram_are_dropped(texts: Path) -> None:
+    """A val document repeating 13 words of a train document goes; a 12-word echo stays."""
+    plain = build_corpus([{"text": "docs/*.txt"}], texts / "plain", 0.2, 0.2)
+    train = [doc.text for doc in read_documents(texts / "plain" / "train.jsonl")]
+    val = [doc.id for doc in read_documents(texts / "plain" / "val.jsonl")]
+    assert len(val) >= 2
+    passage = " ".join(f"w{i}" for i in range(13))
+    # rewrite two val documents: one quotes a 13-word train passage, one only 12 of its words
+    name = next(
+        f"docs/t{i}.txt"
+        for i in range(99)
+        if assign_split(f"text/docs/t{i}.txt", 0.2, 0.2) == "train"
+    )
+    _write_texts(texts, {name: f"train text {passage} ends"})
+    leaked, echo = (texts / doc_id.removeprefix("text/") for doc_id in val[:2])
+    leaked.write_text(f"Val: {passage.upper()}, and more.", encoding="utf-8")
+    echo.write_text(" ".join(passage.split()[:12]) + " then other words", encoding="utf-8")
+    stats = build_corpus([{"text": "docs/*.txt"}], texts / "out", 0.2, 0.2, decontaminate_words=13)
+    kept = [doc.id for doc in read_documents(texts / "out" / "val.jsonl")]
+    assert kept == [doc_id for doc_id in val if doc_id != val[0]]
+    assert stats["decontamination"] == {
+        "words": 13, "documents": 1, "characters": len(leaked.read_text(encoding="utf-8")),
+    }  # fmt: skip
+    assert stats["val"]["documents"] == plain["val"]["documents"] - 1
+    assert stats["val"]["characters"] == sum(
+        len(doc.text) for doc in read_documents(texts / "out" / "val.jsonl")
+    )
+    assert train  # train (one document more) and test are untouched
+    for split in ("train", "test"):
+        assert stats[split]["documents"] == plain[split]["documents"] + (split == "train")
+
+
+def test_decontamination_emptying_val_is_an_error(texts: Path) -> None:
+    """Every val document a copy of a train document's first words: val ends empty."""
+    _write_texts(texts, {f"docs/d{i:02}.txt": f"{'same words ' * 7}{i}" for i in range(40)})
+    with pytest.raises(CorpusError, match="split 'val' is empty after decontamination"):
+        build_corpus([{"text": "docs/*.txt"}], texts / "out", 0.2, 0.2, decontaminate_words=13)
+
+
 def test_empty_split_is_an_error_and_writes_nothing(texts: Path) -> None:
     with pytest.raises(CorpusError, match=r"split 'val' is empty \(val_fraction=0.0"):
         build_corpus([{"text": "docs/*.txt"}], texts / "out", 0.0, 0.2)

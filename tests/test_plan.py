@@ -172,6 +172,20 @@ def test_summary_settings_move_only_the_summary(config: dict) -> None:
         assert {k for k in before if before[k] != after[k]} == {("summary", "summary")}, key
 
 
+def test_figure_options_move_only_the_figures(config: dict) -> None:
+    """What a figure shows is the figures' recipe alone; the coverage of the intervals is the
+    summary's and the figures' (their seed bands)."""
+    before = ids(make_plan(config))
+    for section, key, value, moved in (
+        ("figures", "head", "centred", {("figures", "figures")}),
+        ("summary", "confidence", 0.9, {("figures", "figures"), ("summary", "summary")}),
+    ):
+        changed = copy.deepcopy(config)
+        changed[section][key] = value
+        after = ids(make_plan(changed))
+        assert {k for k in before if before[k] != after[k]} == moved, key
+
+
 def test_number_spelling_does_not_change_ids() -> None:
     """`1` and `1.0` are one setting: every schema `number` is a float after validation."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -159,22 +160,52 @@ def test_a_late_rise_is_told_apart_from_overfitting() -> None:
     base = curves("w64-s0", 64, [9, 6, 5, 4.0, 4.2, 4.4], [0.1] * 6, [0.1] * 6)
     epochs = [0, 0.5, 1.0, 1.5, 2.0, 2.5]
     falling = _with(_with(base, "epochs", epochs), "train_loss", [9, 6, 5, 3.9, 3.7, 3.5], 0.05)
-    assert late_rise(falling, 30, 50) == "overfitting"
+    assert late_rise(falling, 50) == "overfitting"
     row = saturation_summary(falling, SummaryConfig()).iloc[0]
     assert (row.late_rise, row.final_epochs, row.final_train_loss) == ("overfitting", 2.5, 3.5)
     rising = _with(_with(base, "epochs", epochs), "train_loss", [9, 6, 5, 3.9, 4.0, 4.1], 0.05)
-    assert late_rise(rising, 30, 50) == "saturation"
+    assert late_rise(rising, 50) == "saturation"
     within_error = _with(
         _with(base, "epochs", epochs), "train_loss", [9, 6, 5, 3.9, 3.89, 3.88], 0.05
     )
-    assert late_rise(within_error, 30, 50) == "saturation"  # stalls: 0.02 is inside 1 s.e.
+    assert late_rise(within_error, 50) == "saturation"  # stalls: 0.02 is inside 1 s.e.
     fresh = _with(base, "epochs", [0, 0.1, 0.2, 0.3, 0.4, 0.5])  # no train sample, one pass
-    assert late_rise(fresh, 30, 50) == "saturation"
-    assert late_rise(base, 30, 50) == "undetermined"  # a published suite: neither is known
-    assert late_rise(base, 50, 50) == "none"
+    assert late_rise(fresh, 50) == "saturation"
+    assert late_rise(base, 50) == "undetermined"  # a published suite: neither is known
+    improving = curves("w64-s0", 64, [9, 6, 5, 4.0, 3.9, 3.8], [0.1] * 6, [0.1] * 6)
+    assert late_rise(improving, 50) == "none"  # the final checkpoint is the lowest
+    noisy = _with(base.assign(value=base.value.where(base.metric != "val_loss", 4.0)), "epochs",
+                  epochs)  # fmt: skip
+    noisy.loc[(noisy.metric == "val_loss") & (noisy.step == 50), "value"] = 4.01
+    noisy.loc[noisy.metric == "val_loss", "stderr"] = 0.02
+    assert late_rise(noisy, 50) == "none"  # 0.01 above the lowest: inside its error
     early = _with(_with(base, "epochs", [0, 0.1, 0.2, 0.3, 0.4, 0.5]), "train_loss",
                   [9, 6, 5, 3.9, 3.7, 3.5], 0.05)  # fmt: skip
-    assert late_rise(early, 30, 50) == "undetermined"  # train falls but nothing repeated yet
+    assert late_rise(early, 50) == "undetermined"  # train falls but nothing repeated yet
+
+
+def test_late_rise_pairs_each_window_with_itself() -> None:
+    """Window difficulty spread ±1 nat makes the level's standard error ≈ 0.16, while every
+    train window falls by 0.03 from the lowest to the final checkpoint: paired, that fall is
+    certain (overfitting); against the level's error it would read as a stall (saturation).
+    Likewise a held-out rise of 0.02 on every window is a rise, though inside the level's error."""
+    from saturation.summary import WindowLosses, late_rise
+
+    rng = np.random.default_rng(3)
+    difficulty = rng.normal(0, 1, 40) + rng.normal(0, 0.005, (6, 40))
+    val = WindowLosses(np.array(STEPS), np.array([9, 6, 5, 4.0, 4.01, 4.02])[:, None] + difficulty)
+    train = WindowLosses(
+        np.array(STEPS), np.array([9, 6, 5, 3.9, 3.88, 3.87])[:, None] + difficulty
+    )
+    means = [float(row.mean()) for row in val.losses]
+    table = curves("w64-s0", 64, means, [0.1] * 6, [0.1] * 6)
+    table = _with(_with(table, "epochs", [0, 0.5, 1.0, 1.5, 2.0, 2.5]), "train_loss",
+                  [float(row.mean()) for row in train.losses], 0.16)  # fmt: skip
+    table.loc[table.metric == "val_loss", "stderr"] = 0.16
+    assert late_rise(table, 50, val, train) == "overfitting"
+    assert late_rise(table, 50) == "none"  # the level's error hides the rise itself
+    change, error = train.change(30, 50)
+    assert change == pytest.approx(-0.03, abs=0.003) and error < 0.002
 
 
 def test_the_kl_convention_is_a_setting_recorded_in_the_summary() -> None:
@@ -192,3 +223,96 @@ def test_the_kl_convention_is_a_setting_recorded_in_the_summary() -> None:
     assert (sigma.final_singular_entropy, squared.final_singular_entropy) == (3.9, 3.5)
     assert squared.collapse_step == 30  # 2.5 > 0.5 · ln 64 = 2.08 from step 30 on
     assert squared.final_effective_rank == sigma.final_effective_rank  # of σ, always
+
+
+# ---------------------------------------------------------------------------- uncertainty
+
+
+def windows_of(run: str, losses: list[list[float]]) -> pd.DataFrame:
+    """A windows table: `losses[i][w]` is window w's mean loss at STEPS[i]."""
+    return pd.DataFrame([
+        {"run": run, "width": 64, "seed": 0, "step": step, "tokens": step * 10, "split": "val",
+         "window": w, "loss": loss}
+        for step, row in zip(STEPS, losses, strict=True) for w, loss in enumerate(row)
+    ])  # fmt: skip
+
+
+def with_window_means(table: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:
+    """The tidy val_loss and its stderr as the analysis computes them from the windows."""
+    by_step = windows.groupby("step")["loss"]
+    loss = table["metric"] == "val_loss"
+    table = table.copy()
+    table.loc[loss, "value"] = table.loc[loss, "step"].map(by_step.mean())
+    table.loc[loss, "stderr"] = table.loc[loss, "step"].map(
+        by_step.std(ddof=1) / by_step.count() ** 0.5
+    )
+    return table
+
+
+def test_bootstrap_resamples_every_checkpoint_with_one_draw() -> None:
+    """Windows differ a lot in difficulty (±1 nat) while step 30 is 0.05 below its neighbours on
+    every window: resampling windows jointly keeps the lowest step at 30 in every resample (an
+    independent draw per checkpoint would move it); the best step, within one (large) standard
+    error of the lowest level, ranges over the checkpoints that error cannot tell apart."""
+    rng = np.random.default_rng(1)
+    difficulty = rng.normal(0, 1, 40)
+    levels = [9, 6, 4.1, 4.0, 4.05, 4.1]
+    windows = windows_of("w64-s0", [list(level + difficulty) for level in levels])
+    table = with_window_means(curves("w64-s0", 64, levels, [0.1] * 6, [0.1] * 6), windows)
+    row = saturation_summary(table, SummaryConfig(bootstrap=400), windows).iloc[0]
+    assert (row.lowest_step_low, row.lowest_step_high) == (30, 30)
+    assert row.best_step_low <= row.best_step <= row.best_step_high
+    assert row.best_step == 20  # 4.1 is within one s.e. (≈ 0.16) of 4.0
+    assert row.final_minus_best_low == pytest.approx(0.1) == row.final_minus_best_high
+    # the KL has no onset here: its distance from the best step has no interval
+    assert math.isnan(row.kl_onset_minus_best_low) and math.isnan(row.kl_onset_minus_best_high)
+    again = saturation_summary(table, SummaryConfig(bootstrap=400), windows).iloc[0]
+    assert again.equals(row)  # seeded: the same intervals
+    off = saturation_summary(table, SummaryConfig(bootstrap=0), windows).iloc[0]
+    assert math.isnan(off.best_step_low) and off.best_step == row.best_step
+
+
+def test_bootstrap_interval_covers_a_near_tie() -> None:
+    """Two checkpoints 0.005 apart with independent window noise of 0.05: resamples pick either
+    as the lowest, so the interval of `lowest_step` spans both; the onsets move with the best."""
+    rng = np.random.default_rng(2)
+    losses = [list(level + rng.normal(0, 0.05, 30)) for level in (9, 6, 4.2, 4.0, 4.005, 4.3)]
+    windows = windows_of("w64-s0", losses)
+    kl = [0.001, 0.6, 0.3, 0.2, 0.6, 1.0]  # onset (2 × 0.2) at step 40
+    table = with_window_means(curves("w64-s0", 64, [9] * 6, kl, [0.1] * 6), windows)
+    row = saturation_summary(table, SummaryConfig(), windows).iloc[0]
+    assert row.kl_onset_step == 40
+    assert (row.lowest_step_low, row.lowest_step_high) == (30, 40)
+    assert row.kl_onset_minus_best_low == 40 - row.best_step_high
+    assert row.kl_onset_minus_best_high == 40 - row.best_step_low
+
+
+def test_windows_of_different_samples_are_refused() -> None:
+    windows = windows_of("w64-s0", [[1.0, 2.0]] * 5 + [[1.0]])
+    table = with_window_means(curves("w64-s0", 64, [9] * 6, [0.1] * 6, [0.1] * 6), windows)
+    with pytest.raises(ValueError, match="w64-s0: its checkpoints were scored on different"):
+        saturation_summary(table, SummaryConfig(), windows)
+
+
+def test_across_seeds_pools_each_models_seeds() -> None:
+    """Two seeds of width 64 (mean, sd and the t interval of the mean), one of width 128 (no
+    interval); an onset one seed never reaches is pooled over the seed that has it (n = 1)."""
+    from saturation.summary import across_seeds
+
+    table = pd.concat([
+        curves("w64-s0", 64, [9, 6, 5, 4.0, 4.2, 4.4], [0.001, 0.6, 0.3, 0.2, 0.5, 0.9], [0.1] * 6),
+        curves("w64-s1", 64, [9, 6, 5, 4.2, 4.1, 4.0], [0.001, 0.6, 0.3, 0.25, 0.3, 0.35], [0.1] * 6)
+        .assign(seed=1),
+        curves("w128-s0", 128, [9, 6, 5, 4.0, 3.9, 3.8], [0.1] * 6, [0.1] * 6),
+    ])  # fmt: skip
+    summary = saturation_summary(table, SummaryConfig())
+    seeds = across_seeds(summary, 0.95).set_index(["model", "quantity"])
+    final = seeds.loc[("w64", "final_loss")]
+    assert (final.width, final.seeds, final.n) == (64, 2, 2)
+    assert final["mean"] == pytest.approx(4.2) and final["std"] == pytest.approx(0.2 * 2**0.5)
+    assert final.ci_high - final["mean"] == pytest.approx(12.706204736 * 0.2)  # t(0.975, 1) · sd/√2
+    onset = seeds.loc[("w64", "kl_onset_step")]
+    assert (onset.n, onset["mean"]) == (1, 40) and math.isnan(onset.ci_low)
+    single = seeds.loc[("w128", "final_loss")]
+    assert (single.seeds, single.n, single["mean"]) == (1, 1, 3.8) and math.isnan(single.ci_high)
+    assert {"run", "seed", "late_rise", "best_step_low"}.isdisjoint(seeds.index.get_level_values(1))

@@ -13,18 +13,27 @@ import pytest
 from matplotlib.collections import PolyCollection
 
 from saturation.checkpoints import CheckpointEntry, write_manifest
-from saturation.figures import FIGURES, anisotropy_depth, loss_curve, spectrum_heatmap
+from saturation.figures import (
+    FIGURES,
+    FigureOptions,
+    anisotropy_depth,
+    loss_curve,
+    singular_entropy,
+    spectrum_heatmap,
+)
 from saturation.summary import best_vs_final
 from saturation.tables import (
     RUNS_COLUMNS,
     SPECTRUM_COLUMNS,
     TIDY_COLUMNS,
+    WINDOW_COLUMNS,
     RunMeasurements,
     combine_run_tables,
     read_tidy_table,
     run_benchmarks,
     run_metrics,
     run_spectra,
+    run_windows,
     runs_table,
     write_tidy_table,
 )
@@ -53,6 +62,8 @@ def fake_run(root: Path, width: int, losses: list[float], seed: int = 0) -> RunM
         }
         path.write_text(json.dumps(record))
         np.save(path.with_name("singular_values.npy"), np.linspace(width, 1, width) / (step + 1))
+        np.save(path.with_name("singular_values_centred.npy"), np.geomspace(width, 1, width))
+        np.save(path.with_name("window_losses_val.npy"), loss + np.array([-0.1, 0.1, 0.0]))
         metrics[step] = str(path)
     return RunMeasurements(name, width, seed, str(root / f"manifest-{name}.csv"), metrics)
 
@@ -67,7 +78,7 @@ def combined(runs: list[RunMeasurements], tables, root: Path) -> pd.DataFrame:
     for run in runs:
         paths.append(root / f"{run.run}-{tables.__name__}.csv")
         tables(run).to_csv(paths[-1], index=False)
-    return combine_run_tables(paths)
+    return combine_run_tables(paths, tables.__name__.removeprefix("run_"))
 
 
 def fake_benchmarks(run: RunMeasurements, root: Path) -> pd.DataFrame:
@@ -94,7 +105,7 @@ def table(runs: list[RunMeasurements], tmp_path: Path) -> pd.DataFrame:
     for run in runs:
         paths.append(tmp_path / f"{run.run}-metrics.csv")
         run_metrics(run).to_csv(paths[-1], index=False)
-    return combine_run_tables(paths)
+    return combine_run_tables(paths, "metrics")
 
 
 @pytest.fixture
@@ -140,11 +151,22 @@ def test_spectra_table(spectra: pd.DataFrame) -> None:
     assert ratio[7] == pytest.approx(np.linspace(32, 1, 32)[6] / 32)
 
 
+def test_windows_table(runs: list[RunMeasurements], tmp_path: Path) -> None:
+    """Each checkpoint's held-out window losses, in window order, for the summary's bootstrap."""
+    windows = combined(runs, run_windows, tmp_path)
+    assert list(windows.columns) == WINDOW_COLUMNS
+    assert len(windows) == (2 + 5) * 3 and set(windows.split) == {"val"}
+    at = windows[(windows.run == "w32-s0") & (windows.step == 4)]
+    np.testing.assert_allclose(at.loss, [4.5, 4.7, 4.6])
+    assert list(at.window) == [0, 1, 2]
+
+
 def test_spectrum_heatmap_draws_sigma_ratios(spectra: pd.DataFrame, tmp_path: Path) -> None:
-    fig = spectrum_heatmap.plot(spectra, tmp_path / "f.png", tmp_path / "f.pdf")
+    raw = FigureOptions(head="raw")
+    fig = spectrum_heatmap.plot(spectra, tmp_path / "f.png", tmp_path / "f.pdf", raw)
     axes = [ax for ax in fig.axes if ax.get_title()]  # the panels, not the colour bar
     titles = [ax.get_title() for ax in axes]
-    assert titles == ["w32-s0: width 32\nall 32 σ", "w64-s0: width 64\nall 64 σ"]
+    assert titles == ["w32-s0: width 32\nhead W, all 32 σ", "w64-s0: width 64\nhead W, all 64 σ"]
     assert "top 100" not in fig.get_suptitle()  # no width here has more than 100 values
     cells = axes[0].collections[0].get_array().reshape(32, 5)  # rank 1 first (top), then steps
     sigma = np.linspace(32, 1, 32)
@@ -158,6 +180,27 @@ def test_spectrum_heatmap_draws_sigma_ratios(spectra: pd.DataFrame, tmp_path: Pa
     assert all(edges[:-1] < [0, 1, 2, 4, 8]) and all(edges[1:] > [0, 1, 2, 4, 8])
     wide = spectra.assign(rank=spectra["rank"] * 4)  # 256 ranks for width 64
     assert spectrum_heatmap.shown_ranks(wide[wide.run == "w64-s0"]) == "top 100 of 256 σ"
+
+
+@pytest.mark.parametrize("head", ["raw", "centred", "both"])
+def test_spectrum_figures_show_the_configured_head(
+    head: str, spectra: pd.DataFrame, table: pd.DataFrame, tmp_path: Path
+) -> None:
+    """figures.head: the raw head, the row-centred head (its own spectrum: here geometric,
+    so σ_i / σ_1 = (1/32)^((i−1)/31)), or both, one row (Fig. 4) or panel (Fig. 5) each."""
+    options = FigureOptions(head=head)
+    fig = spectrum_heatmap.plot(spectra, tmp_path / "f.png", tmp_path / "f.pdf", options)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    centred = [ax for ax in panels if "row-centred" in ax.get_title()]
+    assert len(panels) == 2 * len(options.heads) and len(centred) == 2 * (head != "raw")
+    if centred:
+        cells = centred[0].collections[0].get_array().reshape(32, 5)
+        np.testing.assert_allclose(cells[:, 0], np.geomspace(32, 1, 32) / 32)
+    fig = singular_entropy.plot(table, tmp_path / "g.png", tmp_path / "g.pdf", options)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == [
+        {"raw": "head W", "centred": "row-centred head W − 1m̄ᵀ"}[h] for h in options.heads
+    ]
 
 
 def test_loss_curve_draws_each_width_and_its_minimum(table: pd.DataFrame, tmp_path: Path) -> None:
@@ -216,21 +259,27 @@ def test_figure_refuses_a_table_without_its_metric(table: pd.DataFrame, tmp_path
         loss_curve.plot(table[table.metric != "val_loss"], tmp_path / "f.png", tmp_path / "f.pdf")
 
 
-def test_runs_of_one_width_are_never_averaged(tmp_path: Path) -> None:
-    """Two seeds (or two sources) of one width are two models: each keeps its own line and its
-    own minimum, in the colour of the width."""
+def test_seeds_of_one_model_are_pooled_into_a_mean_and_its_interval(tmp_path: Path) -> None:
+    """Two seeds of one width are one model: their mean, a band of its 95 % Student-t interval
+    across seeds, the seeds themselves as thin lines, and the minimum of the mean marked."""
     runs = [fake_run(tmp_path, 32, [6.0, 5.0, 4.5]), fake_run(tmp_path, 32, [7.0, 5.5, 5.8], 1)]
     paths = []
     for run in runs:
         paths.append(tmp_path / f"{run.run}.csv")
         run_metrics(run).to_csv(paths[-1], index=False)
-    table = combine_run_tables(paths)
+    table = combine_run_tables(paths, "metrics")
     assert list(table.drop_duplicates("run").run) == ["w32-s0", "w32-s1"]  # ordered, not mixed
     ax = loss_curve.plot(table, tmp_path / "f.png", tmp_path / "f.pdf").axes[0]
     lines = sorted(list(line.get_ydata()) for line in ax.lines if len(line.get_xdata()) == 3)
-    assert lines == [[6.0, 5.0, 4.5], [7.0, 5.5, 5.8]]  # not their mean, 6.5 5.25 5.15
-    stars = sorted(tuple(xy) for c in ax.collections for xy in c.get_offsets().tolist())
-    assert stars == [(1.0, 5.5), (2.0, 4.5)]
+    np.testing.assert_allclose(lines, [[6.0, 5.0, 4.5], [6.5, 5.25, 5.15], [7.0, 5.5, 5.8]])
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    vertices = band.get_paths()[0].vertices
+    top = vertices[vertices[:, 0] == 0, 1].max()  # step 0: seeds at 6 and 7, sd / √2 = 0.5
+    assert top == pytest.approx(6.5 + 12.706204736 * 0.5)  # t(0.975, 1 degree of freedom)
+    stars = [tuple(xy) for c in ax.collections for xy in c.get_offsets().tolist()
+             if not isinstance(c, PolyCollection)]  # fmt: skip
+    assert stars == [(2.0, 5.15)]
+    assert "95% CI of the mean" in ax.get_title()
 
 
 def test_runs_table_lists_each_run_and_its_attributes() -> None:

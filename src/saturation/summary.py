@@ -6,7 +6,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+
+# the summary's quantities that move with the held-out sample, given bootstrap intervals
+BOOTSTRAPPED = [
+    "best_step", "lowest_step", "final_minus_best", "kl_onset_minus_best",
+    "anisotropy_onset_minus_best",
+]  # fmt: skip
 
 SUMMARY_COLUMNS = [
     "run", "width", "seed", "best_step", "lowest_step", "best_loss", "final_step", "final_loss",
@@ -15,6 +22,8 @@ SUMMARY_COLUMNS = [
     "final_singular_entropy_centred", "final_mean_row_share",
     "final_epochs", "final_train_loss", "late_rise",
     "final_anisotropy_last", "anisotropy_onset_step", "anisotropy_onset_minus_best",
+    # bootstrap intervals over the held-out windows (`bootstrap_intervals`)
+    *(f"{quantity}_{end}" for quantity in BOOTSTRAPPED for end in ("low", "high")),
 ]  # fmt: skip
 
 
@@ -34,6 +43,11 @@ class SummaryConfig:
     transient_share: float = 0.1
     # the KL the collapse and the onset read: of σ ("sigma") or of σ² ("sigma2")
     kl_of: str = "sigma"
+    # resamples of the held-out windows behind the intervals of the summary's steps (0: none)
+    bootstrap: int = 1000
+    # the coverage of those intervals and of the across-seed intervals (`across_seeds`)
+    confidence: float = 0.95
+    bootstrap_seed: int = 0
 
 
 # the tidy metric of each KL convention (summary.kl_of)
@@ -58,21 +72,58 @@ def _optional_series(run: pd.DataFrame, metric: str) -> pd.Series | None:
     return _series(run, metric) if (run["metric"] == metric).any() else None
 
 
-def late_rise(run: pd.DataFrame, best: int, final: int) -> str:
-    """What a held-out loss that ends above its best is: `none` (best = final), `overfitting`
-    (the loss on a sample of the train split keeps falling from the best to the final
-    checkpoint, by more than its standard error, past one epoch: the data repeats), `saturation`
+@dataclass(frozen=True)
+class WindowLosses:
+    """A run's per-window losses on one split: checkpoints × windows, rows in `steps` order."""
+
+    steps: np.ndarray
+    losses: np.ndarray
+
+    def change(self, start: int, end: int) -> tuple[float, float]:
+        """(mean loss at `end` − at `start`, its standard error over the windows): paired, each
+        window against itself, so a window's difficulty, shared by every checkpoint, cancels.
+        On the repeat-corpus run the paired error of a 400-step change is 15× smaller than the
+        loss's own standard error (docs/SCIENCE-NOTES.md)."""
+        rows = {int(step): i for i, step in enumerate(self.steps)}
+        diff = self.losses[rows[end]] - self.losses[rows[start]]
+        spread = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else math.nan
+        return float(diff.mean()), float(spread)
+
+
+def _change(
+    run: pd.DataFrame, metric: str, windows: WindowLosses | None, start: int, end: int
+) -> tuple[float, float]:
+    """The metric's change from `start` to `end` and its standard error: paired over the windows
+    where the windows table has them, else from the tidy table (the error of the level at
+    `end`, larger: a conservative stand-in; 0 where none is recorded)."""
+    if windows is not None:
+        return windows.change(start, end)
+    series, stderr = _series(run, metric), _stderr_at(run, metric, end)
+    return float(series.loc[end] - series.loc[start]), 0.0 if math.isnan(stderr) else stderr
+
+
+def late_rise(
+    run: pd.DataFrame,
+    final: int,
+    val: WindowLosses | None = None,
+    train: WindowLosses | None = None,
+) -> str:
+    """What happens to a held-out loss after its lowest checkpoint: `none` (the final checkpoint
+    is the lowest, or it is above it by no more than the change's standard error), else
+    `overfitting` (the loss on a sample of the train split falls from the lowest to the final
+    checkpoint by more than its standard error, past one epoch: the data repeats), `saturation`
     (the train-sample loss rises or stalls too; or, without one, the data never repeated:
-    epochs ≤ 1), else `undetermined`."""
-    if best == final:
+    epochs ≤ 1), or `undetermined`. Changes are paired over the windows (`WindowLosses`)
+    where the windows table is given."""
+    lowest = lowest_step(run)
+    rise, error = _change(run, "val_loss", val, lowest, final)
+    if lowest == final or rise <= error:
         return "none"
     epochs = _optional_series(run, "epochs")
     seen = float(epochs.loc[final]) if epochs is not None else math.nan
-    train = _optional_series(run, "train_loss")
-    if train is not None:
-        stderr = _stderr_at(run, "train_loss", final)
-        falling = train.loc[final] < train.loc[best] - (0.0 if math.isnan(stderr) else stderr)
-        if falling:
+    if _optional_series(run, "train_loss") is not None:
+        change, error = _change(run, "train_loss", train, lowest, final)
+        if change < -error:
             return "overfitting" if seen > 1 else "undetermined"
         return "saturation"
     return "saturation" if seen <= 1 else "undetermined"
@@ -136,7 +187,73 @@ def relative_onset(series: pd.Series, multiple: float, share: float) -> tuple[fl
     return float(low), final_stretch_start(after[after.index >= low], multiple * after.min())
 
 
-def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
+def window_losses(windows: pd.DataFrame | None, run: str, split: str) -> WindowLosses | None:
+    """A run's per-window losses on a split (val: held-out; train: the train sample), or None
+    where the windows table has none."""
+    if windows is None:
+        return None
+    rows = windows[(windows["run"] == run) & (windows["split"] == split)]
+    if rows.empty:
+        return None
+    matrix = rows.pivot(index="step", columns="window", values="loss").sort_index()
+    if matrix.isna().any().any():
+        raise ValueError(f"run {run}: its checkpoints were scored on different {split} windows")
+    return WindowLosses(matrix.index.to_numpy(), matrix.to_numpy())
+
+
+def _interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The percentile interval of bootstrap draws, widened to values drawn (a step interval
+    then names two checkpoints); NaN where the quantity is undefined (no onset)."""
+    if np.isnan(draws).any():
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2
+    low = np.quantile(draws, tail, method="lower")
+    return float(low), float(np.quantile(draws, 1 - tail, method="higher"))
+
+
+def bootstrap_intervals(
+    steps: np.ndarray, losses: np.ndarray, onsets: dict[str, float], cfg: SummaryConfig
+) -> dict[str, float]:
+    """Intervals of the summary's sample-dependent quantities (`BOOTSTRAPPED`) from resampling
+    the held-out windows with replacement, the same draw for every checkpoint.
+
+    One draw for all checkpoints, because they are scored on the same windows: the noise that
+    moves the best step is in the differences between checkpoints, which an independent draw
+    per checkpoint would inflate. Each resample recomputes the best step by its own rule (the
+    earliest within one standard error of the lowest, that error from the resampled windows).
+    The KL's and the anisotropy's onsets are functions of the weights (the anisotropy nearly
+    so: its sample is thousands of positions), so their distance from the best step moves with
+    the best step alone. `losses`: checkpoints × windows, in the order of `steps`."""
+    n = losses.shape[1]
+    rng = np.random.default_rng(cfg.bootstrap_seed)
+    draws: dict[str, list[np.ndarray]] = {quantity: [] for quantity in BOOTSTRAPPED}
+    for start in range(0, cfg.bootstrap, 100):  # 100 resamples at a time bound the memory
+        picks = rng.integers(0, n, size=(min(100, cfg.bootstrap - start), n))
+        sample = losses[:, picks]  # checkpoints × resamples × windows
+        means = sample.mean(axis=2)
+        lowest = means.argmin(axis=0)
+        columns = np.arange(len(picks))
+        spread = sample[lowest, columns].std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else 0.0
+        best = steps[(means <= means[lowest, columns] + spread).argmax(axis=0)]
+        draws["best_step"].append(best)
+        draws["lowest_step"].append(steps[lowest])
+        draws["final_minus_best"].append(means[-1] - means[lowest, columns])
+        draws["kl_onset_minus_best"].append(onsets["kl"] - best)
+        draws["anisotropy_onset_minus_best"].append(onsets["anisotropy"] - best)
+    intervals = {}
+    for quantity, parts in draws.items():
+        low, high = _interval(np.concatenate(parts).astype(float), cfg.confidence)
+        intervals |= {f"{quantity}_low": low, f"{quantity}_high": high}
+    return intervals
+
+
+def _no_intervals() -> dict[str, float]:
+    return {f"{quantity}_{end}": math.nan for quantity in BOOTSTRAPPED for end in ("low", "high")}
+
+
+def summarise_run(
+    run: pd.DataFrame, cfg: SummaryConfig, windows: pd.DataFrame | None = None
+) -> dict:
     loss = _series(run, "val_loss")
     kl = _series(run, KL_METRICS[cfg.kl_of])
     anisotropy = _series(run, "anisotropy_last")
@@ -151,6 +268,16 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
     kl_minimum, kl_onset = relative_onset(kl, cfg.onset_multiple, cfg.transient_share)
     epochs, train = _optional_series(run, "epochs"), _optional_series(run, "train_loss")
     anisotropy_onset = final_stretch_start(anisotropy, cfg.anisotropy_onset)
+    name = run["run"].iloc[0]
+    val, train_windows = window_losses(windows, name, "val"), window_losses(windows, name, "train")
+    if val is not None and not np.array_equal(val.steps, loss.index.to_numpy()):
+        raise ValueError(f"run {name}: the windows table's steps are not its val_loss steps")
+    onsets = {"kl": kl_onset, "anisotropy": anisotropy_onset}
+    intervals = (
+        bootstrap_intervals(val.steps, val.losses, onsets, cfg)
+        if val is not None and cfg.bootstrap
+        else _no_intervals()
+    )
     return {
         "run": run["run"].iloc[0],
         "width": width,
@@ -174,18 +301,58 @@ def summarise_run(run: pd.DataFrame, cfg: SummaryConfig) -> dict:
         "final_mean_row_share": float(_series(run, "mean_row_share").iloc[-1]),
         "final_epochs": float(epochs.iloc[-1]) if epochs is not None else math.nan,
         "final_train_loss": float(train.iloc[-1]) if train is not None else math.nan,
-        "late_rise": late_rise(run, best, final_step),
+        "late_rise": late_rise(run, final_step, val, train_windows),
         "final_anisotropy_last": float(anisotropy.iloc[-1]),
         "anisotropy_onset_step": anisotropy_onset,
         "anisotropy_onset_minus_best": anisotropy_onset - best,
-    }
+    } | intervals
 
 
-def saturation_summary(metrics: pd.DataFrame, cfg: SummaryConfig) -> pd.DataFrame:
-    rows = [summarise_run(run, cfg) for _, run in metrics.groupby("run", sort=False)]
+def saturation_summary(
+    metrics: pd.DataFrame, cfg: SummaryConfig, windows: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per run (`summarise_run`); with the windows table, bootstrap intervals too."""
+    rows = [summarise_run(run, cfg, windows) for _, run in metrics.groupby("run", sort=False)]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values(
         ["width", "seed"], ignore_index=True
     )
+
+
+SEEDS_COLUMNS = ["model", "width", "seeds", "quantity", "n", "mean", "std", "ci_low", "ci_high"]
+# the summary's columns that are not a quantity to pool over seeds
+_NOT_POOLED = {"run", "width", "seed", "kl_of", "late_rise"}
+
+
+def across_seeds(summary: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """Every numeric quantity of the summary pooled over the seeds of each model
+    (`plan.pretrained.model_name`): its mean, standard deviation and the Student-t interval of
+    the mean at `confidence`, over the seeds where it is defined (`n`; an onset a seed never
+    reaches is left out, and `n` says so). A single seed has no interval (NaN)."""
+    from scipy import stats
+
+    from saturation.plan.pretrained import model_name
+
+    quantities = [
+        column for column in summary.columns
+        if column not in _NOT_POOLED and not column.endswith(("_low", "_high"))
+    ]  # fmt: skip
+    rows = []
+    models = summary.assign(model=summary["run"].map(model_name))
+    for (model, width), runs in models.groupby(["model", "width"], sort=False):
+        for quantity in quantities:
+            values = runs[quantity].astype(float).dropna().to_numpy()
+            n = len(values)
+            mean = float(values.mean()) if n else math.nan
+            std = float(values.std(ddof=1)) if n > 1 else math.nan
+            half = (
+                stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+            )
+            rows.append({
+                "model": model, "width": int(width), "seeds": len(runs), "quantity": quantity,
+                "n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half,
+            })  # fmt: skip
+    table = pd.DataFrame(rows, columns=SEEDS_COLUMNS)
+    return table.sort_values(["width", "model"], kind="stable", ignore_index=True)
 
 
 BENCHMARK_COLUMNS = [

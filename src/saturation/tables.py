@@ -3,8 +3,10 @@
 Rows are keyed by `run` (unique); `width` and `seed` ride along as attributes. `metrics`: one row
 per run × checkpoint × metric (benchmarks as `task/metric`, with lm-eval's stderr; NaN for
 measurements without one). `spectra`: one row per run × checkpoint × singular value of the LM
-head (rank 1 = largest), so spectrum figures need no model files. `runs`: one row per run, its
-source (where its checkpoints come from) and every attribute (family, width, layers, seed, …).
+head (rank 1 = largest) and of the row-centred head, so spectrum figures need no model files.
+`windows`: one row per run × checkpoint × split (val, and train where sampled) × held-out window,
+its mean loss: the summary's bootstrap resamples them. `runs`: one row per run, its source (where
+its checkpoints come from) and every attribute (family, width, layers, seed, …).
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ import pandas as pd
 
 from saturation.checkpoints import read_manifest
 from saturation.io import atomic_path
-from saturation.measure.analysis import SIGMA_ARRAY
+from saturation.measure.analysis import SIGMA_ARRAY, SIGMA_CENTRED_ARRAY, WINDOW_ARRAYS
 
 RUN_COLUMNS = ["run", "width", "seed", "step", "tokens"]
 TIDY_COLUMNS = [*RUN_COLUMNS, "metric", "value", "stderr"]
-SPECTRUM_COLUMNS = [*RUN_COLUMNS, "rank", "sigma"]
+SPECTRUM_COLUMNS = [*RUN_COLUMNS, "rank", "sigma", "sigma_centred"]
+WINDOW_COLUMNS = [*RUN_COLUMNS, "split", "window", "loss"]
 RUNS_COLUMNS = ["run", "source", "family", "width", "layers", "seed"]  # then other attributes
-SIGMA_FILE = f"{SIGMA_ARRAY}.npy"  # the raw spectrum, beside each checkpoint's analysis record
+# the arrays beside each checkpoint's analysis record (saturation.measure.analysis)
+SPECTRUM_FILES = {"sigma": f"{SIGMA_ARRAY}.npy", "sigma_centred": f"{SIGMA_CENTRED_ARRAY}.npy"}
+# the key columns of each table after run and step, which order its rows
+ROW_KEYS = {"metrics": ["metric"], "spectra": ["rank"], "windows": ["split", "window"]}
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,8 @@ class RunMeasurements:
         ]
 
 
-def _sorted(table: pd.DataFrame, last: str) -> pd.DataFrame:
-    return table.sort_values(["width", "seed", "run", "step", last], ignore_index=True)
+def _sorted(table: pd.DataFrame, kind: str) -> pd.DataFrame:
+    return table.sort_values(["width", "seed", "run", "step", *ROW_KEYS[kind]], ignore_index=True)
 
 
 def run_metrics(run: RunMeasurements) -> pd.DataFrame:
@@ -72,15 +78,30 @@ def run_metrics(run: RunMeasurements) -> pd.DataFrame:
         if run.epoch_tokens:
             epochs = key["tokens"] / run.epoch_tokens
             rows.append(key | {"metric": "epochs", "value": epochs, "stderr": math.nan})
-    return _sorted(pd.DataFrame(rows, columns=TIDY_COLUMNS), "metric")
+    return _sorted(pd.DataFrame(rows, columns=TIDY_COLUMNS), "metrics")
 
 
 def run_spectra(run: RunMeasurements) -> pd.DataFrame:
     frames = []
     for key, path in run.checkpoints():
-        sigma = np.load(path.with_name(SIGMA_FILE))
-        frames.append(pd.DataFrame(key | {"rank": np.arange(1, len(sigma) + 1), "sigma": sigma}))
-    return _sorted(pd.concat(frames, ignore_index=True)[SPECTRUM_COLUMNS], "rank")
+        arrays = {column: np.load(path.with_name(name)) for column, name in SPECTRUM_FILES.items()}
+        ranks = np.arange(1, len(arrays["sigma"]) + 1)
+        frames.append(pd.DataFrame(key | {"rank": ranks} | arrays))
+    return _sorted(pd.concat(frames, ignore_index=True)[SPECTRUM_COLUMNS], "spectra")
+
+
+def run_windows(run: RunMeasurements) -> pd.DataFrame:
+    """Each held-out window's mean loss at every checkpoint (and each train-sample window's,
+    where the analysis scored one)."""
+    frames = []
+    for key, path in run.checkpoints():
+        for split, name in WINDOW_ARRAYS.items():
+            if (file := path.with_name(f"{name}.npy")).exists():
+                loss = np.load(file)
+                window = np.arange(len(loss))
+                frames.append(pd.DataFrame(key | {"split": split, "window": window, "loss": loss}))
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _sorted(table.reindex(columns=WINDOW_COLUMNS), "windows")
 
 
 def evaluation_rows(results: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
@@ -110,7 +131,7 @@ def run_benchmarks(
         for path in records.values():
             merged |= json.loads(Path(path).read_text())["results"]
         rows += [key | row for row in evaluation_rows(merged)]
-    return _sorted(pd.DataFrame(rows, columns=TIDY_COLUMNS), "metric")
+    return _sorted(pd.DataFrame(rows, columns=TIDY_COLUMNS), "metrics")
 
 
 def runs_table(runs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
@@ -122,10 +143,10 @@ def runs_table(runs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     return table.sort_values(["width", "seed", "run"], ignore_index=True)
 
 
-def combine_run_tables(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """A workflow table: every run's table stacked (each run is measured on its own)."""
-    table = pd.concat([read_tidy_table(p) for p in paths], ignore_index=True)
-    return _sorted(table, "metric" if "metric" in table else "rank")
+def combine_run_tables(paths: Sequence[str | Path], kind: str) -> pd.DataFrame:
+    """A workflow table of `kind` (metrics, spectra, windows): every run's table stacked (each
+    run is measured on its own)."""
+    return _sorted(pd.concat([read_tidy_table(p) for p in paths], ignore_index=True), kind)
 
 
 def write_csv(table: pd.DataFrame, path: str | Path) -> None:

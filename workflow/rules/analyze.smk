@@ -14,6 +14,7 @@ checkpoint analyze_run:
     output:
         metrics=PLAN.pattern("analyze", "table"),
         spectra=PLAN.pattern("analyze", "spectra"),
+        windows=PLAN.pattern("analyze", "windows"),
     log:
         job_log("analyze_run", "{analyze_id}"),
     benchmark:
@@ -34,6 +35,7 @@ rule tidy_table:
         metrics=[run.analyze.file("table") for run in PLAN.runs.values()]
         + [run.evaluate.file("table") for run in PLAN.runs.values() if run.evaluate],
         spectra=[run.analyze.file("spectra") for run in PLAN.runs.values()],
+        windows=[run.analyze.file("windows") for run in PLAN.runs.values()],
     output:
         **{
             f"{table}_{ext}": PLAN.tables.file("table", table=table, ext=ext)
@@ -56,6 +58,7 @@ rule tidy_table:
 rule saturation_summary:
     input:
         metrics=rules.tidy_table.output.metrics_parquet,
+        windows=rules.tidy_table.output.windows_parquet,
     output:
         csv=report(
             PLAN.summary.file("table", table="summary", ext="csv"),
@@ -63,6 +66,12 @@ rule saturation_summary:
             category="Tables",
         ),
         markdown=PLAN.summary.file("table", table="summary", ext="md"),
+        seeds=report(
+            PLAN.summary.file("table", table="summary_seeds", ext="csv"),
+            caption="../report/summary_seeds.rst",
+            category="Tables",
+        ),
+        seeds_markdown=PLAN.summary.file("table", table="summary_seeds", ext="md"),
         benchmarks=report(
             PLAN.summary.file("table", table="benchmarks", ext="csv"),
             caption="../report/benchmarks.rst",

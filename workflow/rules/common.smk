@@ -21,7 +21,7 @@ except (ConfigError, CorpusError, FileNotFoundError) as err:  # missing paths ar
 
 RESULTS = PLAN.results
 ENV = "../../envs/saturation.yaml"
-TABLES = ["metrics", "spectra", "runs"]
+TABLES = ["metrics", "spectra", "windows", "runs"]
 WORD_PERPLEXITY_TASKS = {metric.split("/")[0] for metric in WORD_PERPLEXITY_METRICS}
 # the figures this config can draw: the benchmark figure needs a word-perplexity task, the
 # scaling figure the scaling stage
@@ -148,7 +148,7 @@ def final_outputs():
     tables = [PLAN.tables.file("table", table=t, ext=e) for t in TABLES for e in ("csv", "parquet")]
     summaries = [
         PLAN.summary.file("table", table=t, ext=e)
-        for t in ("summary", "benchmarks")
+        for t in ("summary", "summary_seeds", "benchmarks")
         for e in ("csv", "md")
     ]
     scaling = [PLAN.scaling.file("fit")] if PLAN.scaling else []

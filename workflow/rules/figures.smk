@@ -18,6 +18,8 @@ rule plot_figure:
         job_benchmark("plot_figure", f"{PLAN.figures.id}-{{figure}}")
     conda:
         ENV
+    params:
+        recipe=PLAN.figures.recipe,
     script:
         "../scripts/plot_figure.py"
 

@@ -7,7 +7,7 @@ import torch
 from saturation.logs import log_to_file
 from saturation.measure.analysis import analyze_run
 from saturation.runtime import resolve_device
-from saturation.tables import RunMeasurements, run_metrics, run_spectra, write_csv
+from saturation.tables import RunMeasurements, run_metrics, run_spectra, run_windows, write_csv
 from saturation.tokens import read_header
 
 log_to_file(snakemake.log[0])
@@ -33,3 +33,4 @@ run = RunMeasurements(
 )
 write_csv(run_metrics(run), snakemake.output.metrics)
 write_csv(run_spectra(run), snakemake.output.spectra)
+write_csv(run_windows(run), snakemake.output.windows)

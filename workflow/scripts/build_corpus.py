@@ -15,5 +15,6 @@ stats = build_corpus(
     test_fraction=recipe["test_fraction"],
     min_chars=recipe["min_chars"],
     max_documents=recipe["max_documents"],
+    decontaminate_words=recipe["decontaminate_words"],
 )
 write_json_atomic(snakemake.output.stats, stats)

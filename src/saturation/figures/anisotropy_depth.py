@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from saturation.figures import style
+from saturation.figures import DEFAULT_OPTIONS, FigureOptions, style
 
 PREFIX = "anisotropy_d"  # saturation.measure.analysis.anisotropy_metric
 
@@ -38,7 +38,9 @@ def title(frame: pd.DataFrame) -> str:
     return f"Anisotropy by depth at each run's final checkpoint (steps {steps[0]}–{steps[-1]})"
 
 
-def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
+def plot(
+    table: pd.DataFrame, png: str | Path, pdf: str | Path, options: FigureOptions = DEFAULT_OPTIONS
+) -> plt.Figure:
     """Draws and saves the figure; returns it (closed) so its plotted data can be read back."""
     style.setup()
     frame = by_depth(table)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from saturation.figures import WORD_PERPLEXITY_METRICS, style
+from saturation.figures import DEFAULT_OPTIONS, WORD_PERPLEXITY_METRICS, FigureOptions, style
 
 
 def perplexity_with_anisotropy(table: pd.DataFrame) -> tuple[str, pd.DataFrame]:
@@ -25,7 +25,9 @@ def perplexity_with_anisotropy(table: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     return metric, ppl.merge(aniso, on=keys, suffixes=("", "_anisotropy"))
 
 
-def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
+def plot(
+    table: pd.DataFrame, png: str | Path, pdf: str | Path, options: FigureOptions = DEFAULT_OPTIONS
+) -> plt.Figure:
     """Draws and saves the figure; returns it (closed) so its plotted data can be read back."""
     style.setup()
     metric, frame = perplexity_with_anisotropy(table)

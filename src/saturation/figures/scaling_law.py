@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from saturation.figures import style
+from saturation.figures import DEFAULT_OPTIONS, FigureOptions, style
 from saturation.scaling import FixedTerms, Law
 
 
@@ -25,7 +25,9 @@ def law_of(table: pd.DataFrame) -> Law:
     return Law(row["A"], row["alpha"], FixedTerms(row["B"], row["beta"], row["E"]))
 
 
-def plot(table: pd.DataFrame, png: str | Path, pdf: str | Path) -> plt.Figure:
+def plot(
+    table: pd.DataFrame, png: str | Path, pdf: str | Path, options: FigureOptions = DEFAULT_OPTIONS
+) -> plt.Figure:
     """Draws and saves the figure; returns it (closed) so its plotted data can be read back."""
     if table.empty:
         raise ValueError("the scaling table is empty")

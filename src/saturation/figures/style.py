@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from saturation.io import atomic_path
+from saturation.plan.pretrained import OWN_RUN_NAME, model_name
 
 
 def setup() -> None:
@@ -44,15 +46,52 @@ def save(fig: plt.Figure, png: str | Path, pdf: str | Path) -> None:
     plt.close(fig)
 
 
-def lines_by_run(frame: pd.DataFrame, ax: plt.Axes) -> dict[int, tuple]:
+def seed_bands(frame: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """Per model with more than one seed (`plan.pretrained.model_name`) and step: the mean of
+    `value` over its seeds and the Student-t interval of that mean at `confidence` (steps
+    some seed lacks are left out: a mean over fewer seeds would jump)."""
+    from scipy import stats
+
+    frame = frame.assign(model=frame["run"].map(model_name))
+    seeds = frame.groupby("model")["run"].transform("nunique")
+    pooled = frame[seeds > 1]
+    rows = []
+    for (model, width, step), values in pooled.groupby(["model", "width", "step"]):
+        n, count = values["run"].nunique(), seeds[values.index[0]]
+        if n < count:
+            continue
+        mean, spread = values["value"].mean(), values["value"].std(ddof=1) / math.sqrt(n)
+        half = stats.t.ppf((1 + confidence) / 2, n - 1) * spread
+        rows.append({"model": model, "width": width, "step": step, "value": mean,
+                     "low": mean - half, "high": mean + half, "seeds": n})  # fmt: skip
+    columns = ["model", "width", "step", "value", "low", "high", "seeds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def lines_by_run(frame: pd.DataFrame, ax: plt.Axes, confidence: float = 0.95) -> dict[int, tuple]:
     """One line per run, coloured by its width, against the training step (symlog:
-    Pythia-like schedules start at 0). Runs are never averaged: two runs of one width are two
-    models (another seed, another source), so each keeps its own line."""
+    Pythia-like schedules start at 0). Two runs of one width from different sources are two
+    models, so each keeps its own line; the seeds of one model (`seed_bands`) are drawn thin,
+    under their mean across seeds and its interval at `confidence` as a band."""
     palette = width_palette(frame["width"].unique().tolist())
-    sns.lineplot(
-        data=frame, x="step", y="value", hue="width", units="run", estimator=None,
-        palette=palette, marker="o", markersize=3, ax=ax,
-    )  # fmt: skip
+    bands = seed_bands(frame, confidence)
+    pooled = frame["run"].map(model_name).isin(bands["model"])
+    single = frame[~pooled]
+    if not single.empty:
+        sns.lineplot(
+            data=single, x="step", y="value", hue="width", units="run", estimator=None,
+            palette=palette, marker="o", markersize=3, ax=ax,
+        )  # fmt: skip
+    for _, run in frame[pooled].groupby("run"):
+        run = run.sort_values("step")
+        ax.plot(run["step"], run["value"], color=palette[run["width"].iloc[0]], alpha=0.35,
+                linewidth=0.8, label="_seed")  # fmt: skip
+    for (_, width), band in bands.groupby(["model", "width"]):
+        colour = palette[width]
+        ax.plot(band["step"], band["value"], color=colour, marker="o", markersize=3,
+                label=f"{width} (mean of {band['seeds'].iloc[0]} seeds)")  # fmt: skip
+        ax.fill_between(band["step"], band["low"], band["high"], color=colour, alpha=0.25,
+                        linewidth=0)  # fmt: skip
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(left=0, right=frame["step"].max() * 1.05)
     ax.set_xlabel("training step")
@@ -64,8 +103,6 @@ def lines_by_run(frame: pd.DataFrame, ax: plt.Axes) -> dict[int, tuple]:
 def label_published_runs(frame: pd.DataFrame, ax: plt.Axes, x: str) -> None:
     """Name each published model's line at its last point (`pythia-70m`): its colour says only
     its width, which a run trained here may share."""
-    from saturation.plan.pretrained import OWN_RUN_NAME
-
     for run, rows in frame.groupby("run"):
         if not OWN_RUN_NAME.match(str(run)):
             last = rows.loc[rows[x].idxmax()]

@@ -18,6 +18,9 @@ from saturation.tokens import TokenHeader, open_tokens, read_header
 
 SIGMA_ARRAY = "singular_values"  # the head's raw spectrum, beside each record (`<name>.npy`)
 SIGMA_CENTRED_ARRAY = "singular_values_centred"  # the row-centred head's (spectra.centred)
+# each held-out (val) and train-sample window's mean loss, in window order: the same windows
+# for every checkpoint of a run, so the summary can resample them jointly (summary.bootstrap)
+WINDOW_ARRAYS = {"val": "window_losses_val", "train": "window_losses_train"}
 
 
 def anisotropy_metric(depth: int) -> str:
@@ -119,7 +122,11 @@ def measure_checkpoint(
             "head_dim": int(head.shape[1]),
         },
     }
-    return record, {SIGMA_ARRAY: sigma, SIGMA_CENTRED_ARRAY: sigma_centred}
+    arrays = {SIGMA_ARRAY: sigma, SIGMA_CENTRED_ARRAY: sigma_centred}
+    arrays[WINDOW_ARRAYS["val"]] = measured.window_losses
+    if trained is not None:
+        arrays[WINDOW_ARRAYS["train"]] = trained.window_means
+    return record, arrays
 
 
 def analyze_checkpoint(

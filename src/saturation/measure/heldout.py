@@ -172,9 +172,14 @@ class LossMeter(Meter):
         return float(np.concatenate(self.window_sums).sum() / self.count)
 
     @property
+    def window_means(self) -> np.ndarray:
+        """Each window's mean loss, in window order: what the summary's bootstrap resamples."""
+        return np.concatenate(self.window_sums) / self.window
+
+    @property
     def stderr(self) -> float:
         """NaN for a single window: one sample has no spread."""
-        means = np.concatenate(self.window_sums) / self.window
+        means = self.window_means
         if len(means) < 2:
             return math.nan
         return float(means.std(ddof=1) / math.sqrt(len(means)))
@@ -194,6 +199,7 @@ class AnisotropyTap(Meter):
 class HeldoutMeasures:
     loss: float  # mean next-token cross-entropy, nats
     loss_stderr: float  # its standard error over the windows (LossMeter)
+    window_losses: np.ndarray  # each window's mean loss (LossMeter.window_means)
     scored_tokens: int  # distinct tokens: windows never overlap (heldout_windows)
     anisotropy: dict[int, float]  # depth 0 = embeddings … the last = final normalised state
 
@@ -207,7 +213,9 @@ def measure_loss_and_anisotropy(
     heldout_pass(model, windows, batch_size, [loss, anisotropy])
     if zero_rows := anisotropy.meter.zero_rows():
         logger.warning("all-zero hidden states left out of the anisotropy, by depth: %s", zero_rows)
-    return HeldoutMeasures(loss.loss, loss.stderr, loss.count, anisotropy.meter.values())
+    return HeldoutMeasures(
+        loss.loss, loss.stderr, loss.window_means, loss.count, anisotropy.meter.values()
+    )
 
 
 def measure_loss(model: MeasuredModel, windows: np.ndarray, batch_size: int) -> LossMeter:

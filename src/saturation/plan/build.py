@@ -157,6 +157,7 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
             "test_fraction": corpus_cfg["test_fraction"],
             "min_chars": corpus_cfg["min_chars"],
             "max_documents": corpus_cfg["max_documents"],
+            "decontaminate_words": corpus_cfg["decontaminate_words"],
         },
         name="corpus",
         results=results,
@@ -203,7 +204,12 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
         scaling = Stage("scaling", {"tables": tables.id, "scaling": settings}, "scaling", results)
     figures = Stage(
         "figures",
-        {"tables": tables.id} | ({"scaling": scaling.id} if scaling else {}),
+        {
+            "tables": tables.id,
+            # saturation.figures.FigureOptions
+            "options": {"head": config["figures"]["head"], "confidence": config["summary"]["confidence"]},
+        }
+        | ({"scaling": scaling.id} if scaling else {}),
         name="figures",
         results=results,
     )

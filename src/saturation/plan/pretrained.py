@@ -19,11 +19,19 @@ from saturation.schedule import checkpoint_steps
 
 # How the runs trained here are named; every other name is a published model's (plan/suites.py),
 # which figures label by name.
-OWN_RUN_NAME = re.compile(r"^w\d+-s\d+$")
+OWN_RUN_NAME = re.compile(r"^(?P<model>w\d+)-s\d+$")
 
 
 def run_name(width: int, seed: int) -> str:
     return f"w{width}-s{seed}"
+
+
+def model_name(run: str) -> str:
+    """The model a run is one seed of: runs trained here differ by seed only within a width
+    (`w32-s0`, `w32-s1` → `w32`), so summaries and figures pool them; a published run is a
+    model of its own."""
+    match = OWN_RUN_NAME.match(run)
+    return match["model"] if match else run
 
 
 @dataclass(frozen=True)

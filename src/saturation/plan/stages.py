@@ -59,19 +59,23 @@ KINDS: dict[str, StageKind] = {
         StageKind("harvest", 2, {"manifest": "manifest.csv", "revisions": "revisions.json"}),
         # a run's measurements, one job each: its tables here, every checkpoint's record in
         # results/measurements/ (saturation.measure.store), kept when a rerun deletes these
-        StageKind("analyze", 5, {"table": "metrics.csv", "spectra": "spectra.csv"}),
+        StageKind(
+            "analyze",
+            6,
+            {"table": "metrics.csv", "spectra": "spectra.csv", "windows": "windows.csv"},
+        ),
         StageKind("evaluate", 2, {"table": "metrics.csv"}),
         StageKind("tables", 5, {"table": "{table}.{ext}"}),
-        StageKind("summary", 2, {"table": "{table}.{ext}"}),
+        StageKind("summary", 3, {"table": "{table}.{ext}"}),
         StageKind("scaling", 1, {"table": "scaling.{ext}", "fit": "fit.json"}),
-        StageKind("figures", 6, {"figure": "{figure}.{ext}"}),
+        StageKind("figures", 7, {"figure": "{figure}.{ext}"}),
     )
 }
 FORMAT_VERSIONS = {name: kind.version for name, kind in KINDS.items()}
 # The per-checkpoint records of the measurement store (saturation.measure.store), bumped when what
 # a record holds changes meaning: part of every record's key, and of the recipe of the stage that
 # tabulates them (analyze, evaluate), so a bump remakes the records and the tables read from them.
-RECORD_VERSIONS = {"analysis": 5, "evaluation": 1}
+RECORD_VERSIONS = {"analysis": 6, "evaluation": 1}
 
 
 class _Wildcards(dict):
