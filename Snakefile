@@ -18,6 +18,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/harvest.smk"
 include: "workflow/rules/suites.smk"

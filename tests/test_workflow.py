@@ -112,7 +112,8 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
         assert (figures / f"{name}.png").stat().st_size > 10_000
         assert (figures / f"{name}.pdf").stat().st_size > 5_000
     index = pd.read_csv(results / "index.csv")
-    assert set(index.stage) == set(FORMAT_VERSIONS) - {"scaling"}  # every stage run is indexed
+    # every stage run is indexed (scaling and the synthetic stages are off here)
+    assert set(index.stage) == set(FORMAT_VERSIONS) - {"scaling", "language", "oracle"}
     for row in index.itertuples():
         assert yaml.safe_load((workdir / row.path / "recipe.json").read_text())["id"] == row.id
 
@@ -401,3 +402,44 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path: Path) -> None:
     assert str(victim.relative_to(killed)) in harvest_log
     assert "sha256" in harvest_log
     assert not list(killed.glob("results/harvest/*/manifest.csv"))
+
+
+def test_a_synthetic_language_adds_its_runs_alone(
+    micro: tuple[Path, subprocess.CompletedProcess], tmp_path: Path
+) -> None:
+    """A synthetic language in the config: its tokens and its oracle in one job each, one run
+    per width, trained and analysed like a text run but not evaluated; nothing of the text runs
+    is recomputed, and the runs' tokens are the language's."""
+    workdir, _ = micro
+    results = workdir / "results"
+    before = {p: t for p, t in snapshot(results).items() if "measurements" in p.parts}
+    extra = write_config(
+        tmp_path / "synthetic.yaml",
+        {
+            "synthetic": {
+                "languages": [{"name": "r2", "vocab": 16, "rank": 2, "entropy": 1.5}],
+                "widths": [{"width": 8, "layers": 1, "heads": 1}],
+                "val_tokens": 512, "test_tokens": 64, "document_length": 255,
+            }
+        },
+    )  # fmt: skip
+    done = snakemake(workdir, "--configfile", str(MICRO), str(extra))
+    ran = jobs_run(done)
+    assert {rule: ran[rule] for rule in ("synthetic_language", "synthetic_oracle", "pretrain",
+            "analyze_run", "evaluate_run", "build_corpus")} == {
+        "synthetic_language": 1, "synthetic_oracle": 1, "pretrain": 1, "analyze_run": 1,
+        "evaluate_run": 0, "build_corpus": 0,
+    }  # fmt: skip
+    assert all(snapshot(results).get(p) == t for p, t in before.items())  # text records kept
+    (oracle,) = results.glob("oracle/*/oracle.csv")
+    table = pd.read_csv(oracle)
+    assert list(table.d) == [1, 2, 3, 4, 8]  # r* − 2 … r* + 2 and the width
+    assert table.best_rank_loss.iloc[-1] == pytest.approx(1.5, abs=1e-4)  # d ≥ r* + 1: H*
+    (language,) = results.glob("language/*/language.json")
+    assert json.loads(language.read_text())["entropy"] == pytest.approx(1.5)
+    summary = pd.read_csv(sorted(results.glob("summary/*/summary.csv"), key=os.path.getmtime)[-1])
+    (row,) = summary[summary.run == "r2-w8-s0"].itertuples()
+    assert row.late_rise == "none" and row.final_epochs <= 1  # a fresh stream: never repeated
+    tables = sorted(results.glob("tables/*/metrics.parquet"), key=os.path.getmtime)[-1]
+    loss = pd.read_parquet(tables).query("run == 'r2-w8-s0' and metric == 'val_loss'")
+    assert row.final_loss < loss.sort_values("step").value.iloc[0]  # it learns the language

@@ -257,14 +257,23 @@ def gpus_of(entry: Mapping[str, Any], runtime: Mapping[str, Any]) -> int:
 
 
 def _check_widths(config: Mapping[str, Any]) -> None:
+    """The text runs' widths and the synthetic languages' (`synthetic.widths`), alike."""
+    for key, widths in (
+        ("widths", config["widths"]),
+        ("synthetic.widths", config["synthetic"]["widths"]),
+    ):
+        _check_width_list(config, key, widths)
+
+
+def _check_width_list(config: Mapping[str, Any], key: str, widths: list[Mapping[str, Any]]) -> None:
     model = config["model"]
     seen: dict[int, int] = {}
-    for i, entry in enumerate(config["widths"]):
+    for i, entry in enumerate(widths):
         shape = resolve_shape(entry, model)
         width, heads = shape["width"], shape["heads"]
-        where = f"widths[{i}]"
+        where = f"{key}[{i}]"
         if width in seen:
-            raise ConfigError(f"{where}.width: {width} is already listed at widths[{seen[width]}]")
+            raise ConfigError(f"{where}.width: {width} is already listed at {key}[{seen[width]}]")
         seen[width] = i
         if width % heads:
             raise ConfigError(f"{where}: width {width} is not divisible by heads {heads}")

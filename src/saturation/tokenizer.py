@@ -77,6 +77,29 @@ def train_bpe_tokenizer(
         _wrap(tokenizer).save_pretrained(tmp)
 
 
+def save_symbol_tokenizer(symbols: int, out_dir: Path) -> None:
+    """A word-level tokenizer of `symbols` symbols written `s0 s1 …` (a synthetic language's,
+    saturation.synthetic), with this module's special-token ids: EOS 0, PAD 1, symbol i at id
+    i + 2 (`SYMBOL_OFFSET`). Saved as a transformers folder, so checkpoints trained on it load
+    with `from_pretrained` and lm-eval reads text of it like any other."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {EOS_TOKEN: EOS_ID, PAD_TOKEN: PAD_ID}
+    vocab |= {symbol_text(i): i + SYMBOL_OFFSET for i in range(symbols)}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=EOS_TOKEN))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
+    with atomic_path(out_dir) as tmp:
+        _wrap(tokenizer).save_pretrained(tmp)
+
+
+SYMBOL_OFFSET = len(SPECIAL_TOKENS)  # a symbol tokenizer's first symbol id
+
+
+def symbol_text(symbol: int) -> str:
+    return f"s{symbol}"
+
+
 def _wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
     """Wrap a raw `tokenizers.Tokenizer` with the special-token roles transformers needs.
 

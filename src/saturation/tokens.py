@@ -140,18 +140,57 @@ def tokenize_split(
             bar.set_postfix(tokens_per_s=f"{rate:.3g}", refresh=False)
         if n_docs == 0:
             raise ValueError(f"{docs_jsonl}: no documents to tokenize")
+    return _write_header(
+        out_header, n_tokens, dtype, vocab_size, eos_id, n_docs, digest, tokenizer_dir
+    )
+
+
+def _write_header(
+    out_header: Path,
+    tokens: int,
+    dtype: np.dtype,
+    vocab_size: int,
+    eos_id: int,
+    documents: int,
+    digest: hashlib._Hash,
+    tokenizer_dir: Path,
+) -> TokenHeader:
+    """The header of a finished token file, written last: its presence implies the file."""
     header = TokenHeader(
-        tokens=n_tokens,
+        tokens=tokens,
         dtype=dtype.name,
         vocab_size=vocab_size,
         eos_id=eos_id,
-        documents=n_docs,
+        documents=documents,
         sha256=digest.hexdigest(),
         format_version=FORMAT_VERSION,
         tokenizer=vocabulary_fingerprint(tokenizer_dir),
     )
     write_json_atomic(out_header, asdict(header))
     return header
+
+
+def write_documents(
+    documents: np.ndarray, eos_id: int, tokenizer_dir: Path, out_bin: Path, out_header: Path
+) -> TokenHeader:
+    """Token ids made without text (a synthetic language's stream: documents × length ids of
+    `tokenizer_dir`'s vocabulary) as a token file and its header, EOS after each document, as
+    `tokenize_split` writes a corpus split."""
+    from saturation.tokenizer import load_tokenizer
+
+    vocab_size = len(load_tokenizer(tokenizer_dir))
+    dtype = token_dtype(vocab_size)
+    eos = np.full((len(documents), 1), eos_id, dtype=dtype)
+    ids = np.concatenate([documents.astype(dtype), eos], axis=1).ravel()
+    if ids.size and ids.max() >= vocab_size:
+        raise ValueError(f"token id {ids.max()} >= vocab size {vocab_size}")
+    data = ids.tobytes()
+    with atomic_path(out_bin) as tmp:
+        Path(tmp).write_bytes(data)
+    digest = hashlib.sha256(data)
+    return _write_header(
+        out_header, ids.size, dtype, vocab_size, eos_id, len(documents), digest, tokenizer_dir
+    )
 
 
 def read_header(path: Path) -> TokenHeader:

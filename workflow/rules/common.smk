@@ -40,6 +40,8 @@ wildcard_constraints:
     evaluate_id=PLAN.ids("evaluate"),
     evaltasks_id=PLAN.ids("evaltasks"),
     tokens_id=PLAN.ids("tokens"),
+    language_id=PLAN.ids("language"),
+    oracle_id=PLAN.ids("oracle"),
     figure="|".join(PLOTTED),
 
 
@@ -129,14 +131,20 @@ def harvested_steps(run):
 
 
 def token_files():
-    """Every split of the shared tokens when a run trains on them, and each suite tokenizer's
-    held-out split."""
-    files = {
-        run.tokens.file("bin", split="val") for run in PLAN.runs.values() if run.source == "suite"
-    }
-    if any(run.source == "pretrain" for run in PLAN.runs.values()):
-        files |= {PLAN.tokens.file("bin", split=split) for split in ("train", "val", "test")}
+    """Every split of the token files a run trains on (the shared ones, a synthetic language's),
+    and each suite tokenizer's held-out split."""
+    files = set()
+    for run in PLAN.runs.values():
+        splits = ("train", "val", "test") if run.source == "pretrain" else ("val",)
+        files |= {run.tokens.file("bin", split=split) for split in splits}
     return sorted(files)
+
+
+def oracle_tables():
+    """Each synthetic language's oracle table (its runs share it)."""
+    return sorted(
+        {run.oracle.file("table") for run in PLAN.runs.values() if hasattr(run, "oracle")}
+    )
 
 
 def final_outputs():
@@ -152,7 +160,15 @@ def final_outputs():
         for e in ("csv", "md")
     ]
     scaling = [PLAN.scaling.file("fit")] if PLAN.scaling else []
-    return [*tokens, *manifests, *tables, *summaries, *scaling, *rules.figures.input]
+    return [
+        *tokens,
+        *oracle_tables(),
+        *manifests,
+        *tables,
+        *summaries,
+        *scaling,
+        *rules.figures.input,
+    ]
 
 
 def weights_of(run, step=None):
@@ -172,9 +188,15 @@ def suite_folder_weights(wildcards):
 
 
 def tokenizer_folder(wildcards):
-    """The tokenizer a token file is made with: the shared one, or a suite model's."""
-    tokens = stage_of(wildcards)
-    return PLAN.find(tokens.recipe["tokenizer"])[0].file("tokenizer")
+    """The tokenizer a token file is made with (the shared one, or a suite model's), or a run's
+    (the shared one, or a synthetic language's)."""
+    stage = stage_of(wildcards)
+    return PLAN.find(stage.recipe["tokenizer"])[0].file("tokenizer")
+
+
+def training_tokens(role, split):
+    """An input function: the file `role` of `split` of the tokens a run trains on."""
+    return lambda wildcards: run_of(wildcards).tokens.file(role, split=split)
 
 
 def run_weights(wildcards):

@@ -8,10 +8,10 @@
 
 rule pretrain:
     input:
-        tokens=PLAN.tokens.file("bin", split="train"),
-        header=PLAN.tokens.file("header", split="train"),
-        val_header=PLAN.tokens.file("header", split="val"),
-        tokenizer=rules.train_tokenizer.output.tokenizer,
+        tokens=training_tokens("bin", "train"),
+        header=training_tokens("header", "train"),
+        val_header=training_tokens("header", "val"),
+        tokenizer=tokenizer_folder,
     output:
         summary=PLAN.pattern("pretrain", "summary"),
         metrics=PLAN.pattern("pretrain", "metrics"),

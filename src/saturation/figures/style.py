@@ -101,8 +101,9 @@ def lines_by_run(frame: pd.DataFrame, ax: plt.Axes, confidence: float = 0.95) ->
 
 
 def label_published_runs(frame: pd.DataFrame, ax: plt.Axes, x: str) -> None:
-    """Name each published model's line at its last point (`pythia-70m`): its colour says only
-    its width, which a run trained here may share."""
+    """Name each line that is not a text run trained here at its last point (a published model,
+    `pythia-70m`; a synthetic language's run, `r16-w8-s0`): its colour says only its width,
+    which a text run may share."""
     for run, rows in frame.groupby("run"):
         if not OWN_RUN_NAME.match(str(run)):
             last = rows.loc[rows[x].idxmax()]

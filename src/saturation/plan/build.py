@@ -13,9 +13,10 @@ from saturation.plan.pretrained import pretrained_runs
 from saturation.plan.runs import Run, SharedStages
 from saturation.plan.stages import Stage, pattern
 from saturation.plan.suites import suite_runs
+from saturation.plan.synthetic import synthetic_runs
 
 # Every source of runs, each a function of the shared stages (and through them the config).
-RUN_SOURCES = (pretrained_runs, suite_runs)
+RUN_SOURCES = (pretrained_runs, synthetic_runs, suite_runs)
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,10 @@ class Plan:
 
     def stages(self) -> list[Stage]:
         evaltasks = {stage.id: stage for stage in self.evaltasks.values()}  # generated: one
-        per_run = [stage for run in self.runs.values() for stage in run.stages()]
+        # a stage several runs share (a synthetic language) once
+        per_run = {stage.id: stage for run in self.runs.values() for stage in run.stages()}
         scaling = [self.scaling] if self.scaling else []
-        return [self.corpus, self.tokenizer, self.tokens, *evaltasks.values(), *per_run,
+        return [self.corpus, self.tokenizer, self.tokens, *evaltasks.values(), *per_run.values(),
                 self.tables, self.summary, *scaling, self.figures]  # fmt: skip
 
     def find(self, stage_id: str) -> tuple[Stage, Run | None]:
@@ -207,7 +209,10 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
         {
             "tables": tables.id,
             # saturation.figures.FigureOptions
-            "options": {"head": config["figures"]["head"], "confidence": config["summary"]["confidence"]},
+            "options": {
+                "head": config["figures"]["head"],
+                "confidence": config["summary"]["confidence"],
+            },
         }
         | ({"scaling": scaling.id} if scaling else {}),
         name="figures",

@@ -26,11 +26,15 @@ def run_name(width: int, seed: int) -> str:
     return f"w{width}-s{seed}"
 
 
+# a run trained here on a synthetic language (plan/synthetic.py): `{language}-w{width}-s{seed}`
+SYNTHETIC_RUN_NAME = re.compile(r"^(?P<model>[a-z][a-z0-9]*-w\d+)-s\d+$")
+
+
 def model_name(run: str) -> str:
     """The model a run is one seed of: runs trained here differ by seed only within a width
-    (`w32-s0`, `w32-s1` → `w32`), so summaries and figures pool them; a published run is a
-    model of its own."""
-    match = OWN_RUN_NAME.match(run)
+    (`w32-s0`, `w32-s1` → `w32`; `r16-w8-s1` → `r16-w8`), so summaries and figures pool them;
+    a published run is a model of its own."""
+    match = OWN_RUN_NAME.match(run) or SYNTHETIC_RUN_NAME.match(run)
     return match["model"] if match else run
 
 
@@ -78,35 +82,58 @@ def train_recipe(config: Mapping[str, Any], entry: Mapping[str, Any], seed: int)
 
 def pretrained_runs(shared: SharedStages) -> Iterator[PretrainedRun]:
     """Every configured width × seed, on the shared tokenizer and token files."""
+    for entry in shared.config["widths"]:
+        for seed in shared.config["train"]["seeds"]:
+            yield trained_run(shared, entry, seed, shared.tokens, shared.tokenizer, "")
+
+
+def trained_run(
+    shared: SharedStages,
+    entry: Mapping[str, Any],
+    seed: int,
+    tokens: Stage,
+    tokenizer: Stage,
+    prefix: str,
+    run_class: type[PretrainedRun] = PretrainedRun,
+    attributes: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> PretrainedRun:
+    """The run of one width entry and seed, trained on `tokens` (made with `tokenizer`), named
+    `{prefix}w{width}-s{seed}`, with `attributes` beside the width's; `extra` are the fields
+    `run_class` adds. Runs on text are
+    evaluated on the configured tasks; a run on another language (`prefix`) is not: the tasks
+    are text of the corpus."""
     config, model = shared.config, shared.config["model"]
-    for entry in config["widths"]:
-        shape = resolve_shape(entry, model)
-        for seed in config["train"]["seeds"]:
-            name = run_name(shape["width"], seed)
-            train = train_recipe(config, entry, seed)
-            pretrain = shared.stage(
-                "pretrain",
-                {
-                    "tokens": shared.tokens.id,
-                    "tokenizer": shared.tokenizer.id,
-                    "model": shape
-                    | {k: model[k] for k in ("rotary_pct", "mlp_ratio", "vocab_multiple")},
-                    "train": train,
-                },
-                name,
-            )
-            harvest = shared.stage("harvest", {"pretrain": pretrain.id}, name)
-            yield PretrainedRun(
-                name=name,
-                attributes={
-                    "family": "gpt_neox",
-                    "width": shape["width"],
-                    "layers": shape["layers"],
-                    "seed": seed,
-                },
-                tokens=shared.tokens,
-                harvest=harvest,
-                **shared.measurements(name, harvest, shared.tokens, train["seq_len"], True),
-                pretrain=pretrain,
-                gpus=gpus_of(entry, config["runtime"]),
-            )
+    shape = resolve_shape(entry, model)
+    name = prefix + run_name(shape["width"], seed)
+    train = train_recipe(config, entry, seed)
+    pretrain = shared.stage(
+        "pretrain",
+        {
+            "tokens": tokens.id,
+            "tokenizer": tokenizer.id,
+            "model": shape | {k: model[k] for k in ("rotary_pct", "mlp_ratio", "vocab_multiple")},
+            "train": train,
+        },
+        name,
+    )
+    harvest = shared.stage("harvest", {"pretrain": pretrain.id}, name)
+    measurements = shared.measurements(name, harvest, tokens, train["seq_len"], True)
+    if prefix:
+        measurements["evaluate"] = None
+    return run_class(
+        name=name,
+        attributes={
+            "family": "gpt_neox",
+            "width": shape["width"],
+            "layers": shape["layers"],
+            "seed": seed,
+        }
+        | dict(attributes or {}),
+        tokens=tokens,
+        harvest=harvest,
+        **measurements,
+        pretrain=pretrain,
+        gpus=gpus_of(entry, config["runtime"]),
+        **extra,
+    )

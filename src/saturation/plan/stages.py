@@ -44,10 +44,23 @@ class StageKind:
 KINDS: dict[str, StageKind] = {
     kind.name: kind
     for kind in (
-        StageKind("corpus", 2, {"split": "{split}.jsonl", "stats": "stats.json"}),
+        StageKind("corpus", 3, {"split": "{split}.jsonl", "stats": "stats.json"}),
         StageKind("tokenizer", 1, {"tokenizer": "tokenizer"}),
         StageKind("tokens", 3, {"bin": "{split}.bin", "header": "{split}.json"}),
         StageKind("evaltasks", 1, {"tasks": "tasks"}),
+        # a synthetic language (saturation.synthetic): its tokenizer and token files, laid out
+        # as the tokenizer and tokens stages' so runs read them alike; and its oracle table
+        StageKind(
+            "language",
+            1,
+            {
+                "tokenizer": "tokenizer",
+                "bin": "{split}.bin",
+                "header": "{split}.json",
+                "info": "language.json",
+            },
+        ),
+        StageKind("oracle", 1, {"table": "oracle.csv"}),
         # our own pretraining: the checkpoints and the resume state are not declared outputs, so
         # Snakemake's cleanup of a failed job never deletes them
         StageKind(
@@ -65,7 +78,7 @@ KINDS: dict[str, StageKind] = {
             {"table": "metrics.csv", "spectra": "spectra.csv", "windows": "windows.csv"},
         ),
         StageKind("evaluate", 2, {"table": "metrics.csv"}),
-        StageKind("tables", 5, {"table": "{table}.{ext}"}),
+        StageKind("tables", 6, {"table": "{table}.{ext}"}),
         StageKind("summary", 3, {"table": "{table}.{ext}"}),
         StageKind("scaling", 1, {"table": "scaling.{ext}", "fit": "fit.json"}),
         StageKind("figures", 7, {"figure": "{figure}.{ext}"}),
