@@ -203,6 +203,7 @@ def test_late_rise_pairs_each_window_with_itself() -> None:
                   [float(row.mean()) for row in train.losses], 0.16)  # fmt: skip
     table.loc[table.metric == "val_loss", "stderr"] = 0.16
     assert late_rise(table, 50, val, train) == "overfitting"
+    assert late_rise(table, 50, val, train, min_rise=0.05) == "none"  # certain, but too small
     assert late_rise(table, 50) == "none"  # the level's error hides the rise itself
     change, error = train.change(30, 50)
     assert change == pytest.approx(-0.03, abs=0.003) and error < 0.002

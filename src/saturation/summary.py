@@ -48,6 +48,8 @@ class SummaryConfig:
     # the coverage of those intervals and of the across-seed intervals (`across_seeds`)
     confidence: float = 0.95
     bootstrap_seed: int = 0
+    # a held-out rise after the lowest checkpoint smaller than this (nats) is no rise (`late_rise`)
+    min_rise: float = 0.01
 
 
 # the tidy metric of each KL convention (summary.kl_of)
@@ -107,9 +109,11 @@ def late_rise(
     final: int,
     val: WindowLosses | None = None,
     train: WindowLosses | None = None,
+    min_rise: float = 0.0,
 ) -> str:
     """What happens to a held-out loss after its lowest checkpoint: `none` (the final checkpoint
-    is the lowest, or it is above it by no more than the change's standard error), else
+    is the lowest, or it is above it by no more than the change's standard error or than
+    `min_rise` nats: a rise too small to matter, where the paper's is 0.05–0.07), else
     `overfitting` (the loss on a sample of the train split falls from the lowest to the final
     checkpoint by more than its standard error, past one epoch: the data repeats), `saturation`
     (the train-sample loss rises or stalls too; or, without one, the data never repeated:
@@ -117,7 +121,7 @@ def late_rise(
     where the windows table is given."""
     lowest = lowest_step(run)
     rise, error = _change(run, "val_loss", val, lowest, final)
-    if lowest == final or rise <= error:
+    if lowest == final or rise <= max(error, min_rise):
         return "none"
     epochs = _optional_series(run, "epochs")
     seen = float(epochs.loc[final]) if epochs is not None else math.nan
@@ -301,7 +305,7 @@ def summarise_run(
         "final_mean_row_share": float(_series(run, "mean_row_share").iloc[-1]),
         "final_epochs": float(epochs.iloc[-1]) if epochs is not None else math.nan,
         "final_train_loss": float(train.iloc[-1]) if train is not None else math.nan,
-        "late_rise": late_rise(run, final_step, val, train_windows),
+        "late_rise": late_rise(run, final_step, val, train_windows, cfg.min_rise),
         "final_anisotropy_last": float(anisotropy.iloc[-1]),
         "anisotropy_onset_step": anisotropy_onset,
         "anisotropy_onset_minus_best": anisotropy_onset - best,

@@ -23,12 +23,16 @@ RESULTS = PLAN.results
 ENV = "../../envs/saturation.yaml"
 TABLES = ["metrics", "spectra", "windows", "runs"]
 WORD_PERPLEXITY_TASKS = {metric.split("/")[0] for metric in WORD_PERPLEXITY_METRICS}
-# the figures this config can draw: the benchmark figure needs a word-perplexity task, the
-# scaling figure the scaling stage
+# the figures this config can draw: the benchmark figure needs a word-perplexity task and a run
+# evaluated on it (runs on a synthetic language are not), the scaling figure the scaling stage
+EVALUATED = any(run.evaluate for run in PLAN.runs.values())
 PLOTTED = [
     f
     for f in FIGURES
-    if (f != "benchmark_perplexity" or WORD_PERPLEXITY_TASKS & set(config["evaluation"]["tasks"]))
+    if (
+        f != "benchmark_perplexity"
+        or (EVALUATED and WORD_PERPLEXITY_TASKS & set(config["evaluation"]["tasks"]))
+    )
     and (FIGURES[f] != "scaling" or PLAN.scaling is not None)
 ]
 
