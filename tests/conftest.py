@@ -15,7 +15,8 @@ from saturation.figures import FIGURES
 
 ROOT = Path(__file__).resolve().parents[1]
 # The figures every config draws (the scaling figure needs `scaling.enabled`)
-DRAWN_FIGURES = [name for name, table in FIGURES.items() if table != "scaling"]
+# the figures of the micro config: no scaling stage, no synthetic language
+DRAWN_FIGURES = [name for name, table in FIGURES.items() if table not in ("scaling", "bottleneck")]
 SNAKEFILE = ROOT / "Snakefile"
 MICRO = ROOT / "configs" / "micro.yaml"
 

@@ -96,7 +96,10 @@ BAD_CONFIGS = {
         {"scaling": {"enabled": True, "min_width": 256}},
         "scaling.min_width: 256 leaves widths [256]; fitting A and α needs at least two",
     ),
-    "no runs at all": ({"widths": []}, "widths: no runs to measure"),
+    "no runs at all": (
+        {"widths": [], "synthetic": {"languages": []}},
+        "widths: no runs to measure",
+    ),
     "whole-number float for an integer": (
         {"train": {"steps": 40.0}},
         "train.steps: 40.0 is not an integer (write 40)",

@@ -18,7 +18,8 @@ from tests.test_config import merged
 
 @pytest.fixture
 def config() -> dict:
-    return validate_config(merged({"widths": [{"width": 32}, {"width": 64}, {"width": 128}]}))
+    text_runs = [{"width": 32}, {"width": 64}, {"width": 128}]
+    return validate_config(merged({"widths": text_runs, "synthetic": {"languages": []}}))
 
 
 def ids(plan: plan_module.Plan) -> dict[tuple[str, str], str]:
@@ -59,6 +60,18 @@ def test_upstream_change_propagates(config: dict) -> None:
     before, after = ids(make_plan(config)), ids(make_plan(changed))
     unchanged = {k for k in before if before[k] == after[k]}
     assert unchanged == {("corpus", "corpus"), ("evaltasks", "heldout-tasks")}
+
+
+def test_text_changes_leave_the_synthetic_runs_alone() -> None:
+    """The default's bottleneck sweep has its own tokens and tokenizer: a text recipe cannot move it."""
+    config = validate_config(merged({}))
+    changed = copy.deepcopy(config)
+    changed["tokenizer"]["vocab_size"] = 1024
+    changed["train"]["lr"] = 1e-3
+    before, after = ids(make_plan(config)), ids(make_plan(changed))
+    synthetic = {key for key in before if key[1].startswith("r8")}
+    assert {stage for stage, _ in synthetic} >= {"language", "oracle", "pretrain", "analyze"}
+    assert all(before[key] == after[key] for key in synthetic)
 
 
 def test_format_version_is_part_of_the_id(monkeypatch: pytest.MonkeyPatch) -> None:

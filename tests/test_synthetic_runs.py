@@ -87,7 +87,10 @@ def test_bad_language_settings_are_refused() -> None:
         validate_config(merged({"synthetic": {"languages": [{**LANGUAGE, "name": "R 4"}]}}))
     with pytest.raises(ConfigError, match="kind"):
         validate_config(merged({"synthetic": {"languages": [{**LANGUAGE, "kind": "low"}]}}))
-    odd = {"widths": [{"width": 8}, {"width": 6, "heads": 1}]}  # head dim 6: 1 rotary dim
+    odd = {  # head dim 6 at 25 %: 1 rotary dim
+        "widths": [{"width": 8}, {"width": 6, "heads": 1}],
+        "model": {"rotary_pct": 0.25},
+    }
     with pytest.raises(ConfigError, match=r"synthetic.widths\[1\]: rotary dims"):
         validate_config(merged({"synthetic": {"languages": [LANGUAGE], **odd}}))
 
@@ -122,3 +125,25 @@ def test_the_language_files(tmp_path: Path) -> None:
     write_language(recipe, again)
     assert (again / "train.bin").read_bytes() == (tmp_path / "train.bin").read_bytes()
     assert language_of(recipe).entropy == info["entropy"]
+
+
+def test_synthetic_train_and_model_settings_apply_to_its_runs_alone() -> None:
+    """`synthetic.train` / `synthetic.model` override `train` / `model` for the synthetic runs
+    (their recipes and their fresh stream's length), never for the text runs; the rotary check
+    reads the synthetic model's rotary_pct."""
+    config = validate_config(
+        merged({
+            "widths": [{"width": 32}],
+            "synthetic": {
+                "languages": [LANGUAGE], "widths": [{"width": 6, "heads": 1}],
+                "train": {"steps": 50, "lr": 3e-3}, "model": {"rotary_pct": 1.0},
+            },
+        })
+    )  # fmt: skip
+    plan = make_plan(config)
+    synthetic, text = plan.runs["r4-w6-s0"].pretrain.recipe, plan.runs["w32-s0"].pretrain.recipe
+    assert (synthetic["train"]["steps"], synthetic["train"]["lr"]) == (50, 3e-3)
+    assert synthetic["model"]["rotary_pct"] == 1.0 and text["model"]["rotary_pct"] == 0.25
+    assert (text["train"]["steps"], text["train"]["lr"]) == (400, 1e-3)
+    language = plan.runs["r4-w6-s0"].language.recipe
+    assert language["tokens"]["train"] == 50 * 16 * 128 + 1

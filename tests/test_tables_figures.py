@@ -40,10 +40,12 @@ from saturation.tables import (
 from tests.conftest import DRAWN_FIGURES
 
 
-def fake_run(root: Path, width: int, losses: list[float], seed: int = 0) -> RunMeasurements:
+def fake_run(
+    root: Path, width: int, losses: list[float], seed: int = 0, prefix: str = ""
+) -> RunMeasurements:
     steps = [0, 1, 2, 4, 8][: len(losses)]
     entries = [CheckpointEntry(s, s * 100, f"ckpt/step{s}", "0" * 64) for s in steps]
-    name = f"w{width}-s{seed}"
+    name = f"{prefix}w{width}-s{seed}"
     write_manifest(root / f"manifest-{name}.csv", entries)
     metrics = {}
     for step, loss in zip(steps, losses, strict=True):
@@ -293,3 +295,42 @@ def test_runs_table_lists_each_run_and_its_attributes() -> None:
     assert list(table.columns) == [*RUNS_COLUMNS, "revision"]
     assert list(table.run) == ["w64-s0", "pythia-70m"]  # by width
     assert table.set_index("run").loc["pythia-70m", "source"] == "hub"
+
+
+def test_bottleneck_table_and_figure(tmp_path: Path) -> None:
+    """Each synthetic run's final loss at d = its width beside the oracle's curves; the figure
+    draws the mean over seeds with its interval, the curves, H* and r*."""
+    from saturation.figures import bottleneck
+    from saturation.tables import BOTTLENECK_COLUMNS, bottleneck_table
+
+    oracle = tmp_path / "oracle.csv"
+    pd.DataFrame({
+        "d": [2, 4, 8], "entropy": [2.0] * 3, "best_rank_loss": [2.5, 2.0, 2.0],
+        "head_family_loss": [2.7, 2.1, 2.0], "svd_bound_loss": [3.0, 2.0, 2.0],
+    }).to_csv(oracle, index=False)  # fmt: skip
+    runs = [fake_run(tmp_path, 4, [5.0, 2.3], seed, prefix="r4-") for seed in (0, 1)]
+    metrics = pd.concat([run_metrics(run) for run in runs], ignore_index=True)
+    metrics.loc[(metrics.run == "r4-w4-s1") & (metrics.step == 1) & (metrics.metric == "val_loss"),
+                "value"] = 2.5  # fmt: skip
+    text_run = run_metrics(fake_run(tmp_path, 32, [6.0, 5.0]))
+    table_runs = runs_table({
+        "r4-w4-s0": {"source": "pretrain", "attributes": {"width": 4, "seed": 0, "language": "r4"}},
+        "r4-w4-s1": {"source": "pretrain", "attributes": {"width": 4, "seed": 1, "language": "r4"}},
+        "w32-s0": {"source": "pretrain", "attributes": {"width": 32, "seed": 0}},
+    })  # fmt: skip
+    table = bottleneck_table(
+        pd.concat([metrics, text_run]), table_runs, {"r4": {"table": str(oracle), "rank": 4}}
+    )
+    assert list(table.columns) == BOTTLENECK_COLUMNS
+    trained = table[table.kind == "trained"]
+    assert list(trained.run) == ["r4-w4-s0", "r4-w4-s1"] and list(trained.loss) == [2.3, 2.5]
+    assert set(trained.d) == {4} and (table.entropy == 2.0).all() and (table["rank"] == 4).all()
+    assert list(table[table.kind == "head_family"].loss) == [2.7, 2.1, 2.0]
+    assert bottleneck_table(text_run, table_runs, {}).empty
+    ax = bottleneck.plot(table, tmp_path / "b.png", tmp_path / "b.pdf").axes[0]
+    lines = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
+    assert lines["trained (final; mean of seeds)"] == pytest.approx([2.4])
+    assert lines["best GPT-NeoX head (LayerNorm + W)"] == [2.7, 2.1, 2.0]
+    assert lines["H* = 2"] == [2.0, 2.0] and list(lines["r* = 4"]) == [0, 1]
+    with pytest.raises(ValueError, match="no synthetic language"):
+        bottleneck.plot(table.iloc[0:0], tmp_path / "b.png", tmp_path / "b.pdf")

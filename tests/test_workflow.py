@@ -443,3 +443,9 @@ def test_a_synthetic_language_adds_its_runs_alone(
     tables = sorted(results.glob("tables/*/metrics.parquet"), key=os.path.getmtime)[-1]
     loss = pd.read_parquet(tables).query("run == 'r2-w8-s0' and metric == 'val_loss'")
     assert row.final_loss < loss.sort_values("step").value.iloc[0]  # it learns the language
+    bottleneck = pd.read_parquet(tables.with_name("bottleneck.parquet"))
+    trained = bottleneck[bottleneck.kind == "trained"]
+    assert list(trained.run) == ["r2-w8-s0"] and trained.loss.iloc[0] == row.final_loss
+    assert set(bottleneck.kind) == {"trained", "best_rank", "head_family", "svd_bound"}
+    figure = sorted(results.glob("figures/*/bottleneck.png"), key=os.path.getmtime)[-1]
+    assert figure.stat().st_size > 10_000

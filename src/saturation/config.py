@@ -256,13 +256,22 @@ def gpus_of(entry: Mapping[str, Any], runtime: Mapping[str, Any]) -> int:
     return entry.get("gpus", runtime["train_gpus"])
 
 
+def synthetic_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config the synthetic runs see (saturation.plan.synthetic): `train` and `model` with
+    `synthetic.train` and `synthetic.model` on top."""
+    synthetic = config["synthetic"]
+    return dict(
+        config,
+        train=dict(config["train"]) | synthetic["train"],
+        model=dict(config["model"]) | synthetic["model"],
+    )
+
+
 def _check_widths(config: Mapping[str, Any]) -> None:
-    """The text runs' widths and the synthetic languages' (`synthetic.widths`), alike."""
-    for key, widths in (
-        ("widths", config["widths"]),
-        ("synthetic.widths", config["synthetic"]["widths"]),
-    ):
-        _check_width_list(config, key, widths)
+    """The text runs' widths and the synthetic languages' (`synthetic.widths`, with their own
+    model settings), alike."""
+    _check_width_list(config, "widths", config["widths"])
+    _check_width_list(synthetic_config(config), "synthetic.widths", config["synthetic"]["widths"])
 
 
 def _check_width_list(config: Mapping[str, Any], key: str, widths: list[Mapping[str, Any]]) -> None:

@@ -322,6 +322,22 @@ def saturation_summary(
     )
 
 
+def mean_interval(values: np.ndarray | pd.Series, confidence: float) -> tuple[float, float, float]:
+    """(mean, low, high): the Student-t interval of the mean of independent values (seeds) at
+    `confidence`; NaN bounds for fewer than two values, NaN everything for none."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if n < 2:
+        return mean, math.nan, math.nan
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    return mean, float(mean - half), float(mean + half)
+
+
 SEEDS_COLUMNS = ["model", "width", "seeds", "quantity", "n", "mean", "std", "ci_low", "ci_high"]
 # the summary's columns that are not a quantity to pool over seeds
 _NOT_POOLED = {"run", "width", "seed", "kl_of", "late_rise"}
@@ -332,8 +348,6 @@ def across_seeds(summary: pd.DataFrame, confidence: float) -> pd.DataFrame:
     (`plan.pretrained.model_name`): its mean, standard deviation and the Student-t interval of
     the mean at `confidence`, over the seeds where it is defined (`n`; an onset a seed never
     reaches is left out, and `n` says so). A single seed has no interval (NaN)."""
-    from scipy import stats
-
     from saturation.plan.pretrained import model_name
 
     quantities = [
@@ -345,15 +359,11 @@ def across_seeds(summary: pd.DataFrame, confidence: float) -> pd.DataFrame:
     for (model, width), runs in models.groupby(["model", "width"], sort=False):
         for quantity in quantities:
             values = runs[quantity].astype(float).dropna().to_numpy()
-            n = len(values)
-            mean = float(values.mean()) if n else math.nan
-            std = float(values.std(ddof=1)) if n > 1 else math.nan
-            half = (
-                stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n) if n > 1 else math.nan
-            )
+            mean, low, high = mean_interval(values, confidence)
+            std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             rows.append({
                 "model": model, "width": int(width), "seeds": len(runs), "quantity": quantity,
-                "n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half,
+                "n": len(values), "mean": mean, "std": std, "ci_low": low, "ci_high": high,
             })  # fmt: skip
     table = pd.DataFrame(rows, columns=SEEDS_COLUMNS)
     return table.sort_values(["width", "model"], kind="stable", ignore_index=True)

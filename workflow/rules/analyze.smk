@@ -36,6 +36,7 @@ rule tidy_table:
         + [run.evaluate.file("table") for run in PLAN.runs.values() if run.evaluate],
         spectra=[run.analyze.file("spectra") for run in PLAN.runs.values()],
         windows=[run.analyze.file("windows") for run in PLAN.runs.values()],
+        oracles=oracle_tables(),
     output:
         **{
             f"{table}_{ext}": PLAN.tables.file("table", table=table, ext=ext)
@@ -50,6 +51,13 @@ rule tidy_table:
         ENV
     params:
         recipe=PLAN.tables.recipe,
+        oracles={
+            language: {
+                "table": PLAN.find(oracle["oracle"])[0].file("table"),
+                "rank": oracle["rank"],
+            }
+            for language, oracle in PLAN.tables.recipe["oracles"].items()
+        },
     script:
         "../scripts/tidy_table.py"
 

@@ -21,10 +21,11 @@ except (ConfigError, CorpusError, FileNotFoundError) as err:  # missing paths ar
 
 RESULTS = PLAN.results
 ENV = "../../envs/saturation.yaml"
-TABLES = ["metrics", "spectra", "windows", "runs"]
+TABLES = ["metrics", "spectra", "windows", "runs", "bottleneck"]
 WORD_PERPLEXITY_TASKS = {metric.split("/")[0] for metric in WORD_PERPLEXITY_METRICS}
 # the figures this config can draw: the benchmark figure needs a word-perplexity task and a run
-# evaluated on it (runs on a synthetic language are not), the scaling figure the scaling stage
+# evaluated on it (runs on a synthetic language are not), the scaling figure the scaling stage,
+# the bottleneck figure a synthetic language
 EVALUATED = any(run.evaluate for run in PLAN.runs.values())
 PLOTTED = [
     f
@@ -34,6 +35,7 @@ PLOTTED = [
         or (EVALUATED and WORD_PERPLEXITY_TASKS & set(config["evaluation"]["tasks"]))
     )
     and (FIGURES[f] != "scaling" or PLAN.scaling is not None)
+    and (FIGURES[f] != "bottleneck" or PLAN.tables.recipe["oracles"])
 ]
 
 

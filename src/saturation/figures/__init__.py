@@ -4,13 +4,14 @@ Each module's `plot(table, png, pdf, options)` draws it; `options` (`FigureOptio
 config's `figures` section and `summary.confidence`) is what a figure may be asked to show.
 
 `FIGURES` maps each figure module to the table it reads, in the order the report shows them: a
-tidy table ("metrics", "spectra") or the scaling stage's comparison table ("scaling", drawn only
-where `scaling.enabled`).
+tidy table ("metrics", "spectra"; "bottleneck", drawn only where a synthetic language is
+configured) or the scaling stage's comparison table ("scaling", drawn only where `scaling.enabled`).
 """
 
 from dataclasses import dataclass
 
 FIGURES: dict[str, str] = {
+    "bottleneck": "bottleneck",  # beyond the paper: loss vs width on a synthetic language
     "loss_curve": "metrics",  # paper Fig. 1a
     "scaling_law": "scaling",  # Fig. 1b
     "anisotropy_depth": "metrics",  # Fig. 2

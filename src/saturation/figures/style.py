@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +14,7 @@ import seaborn as sns
 
 from saturation.io import atomic_path
 from saturation.plan.pretrained import OWN_RUN_NAME, model_name
+from saturation.summary import mean_interval
 
 
 def setup() -> None:
@@ -50,8 +50,6 @@ def seed_bands(frame: pd.DataFrame, confidence: float) -> pd.DataFrame:
     """Per model with more than one seed (`plan.pretrained.model_name`) and step: the mean of
     `value` over its seeds and the Student-t interval of that mean at `confidence` (steps
     some seed lacks are left out: a mean over fewer seeds would jump)."""
-    from scipy import stats
-
     frame = frame.assign(model=frame["run"].map(model_name))
     seeds = frame.groupby("model")["run"].transform("nunique")
     pooled = frame[seeds > 1]
@@ -60,10 +58,9 @@ def seed_bands(frame: pd.DataFrame, confidence: float) -> pd.DataFrame:
         n, count = values["run"].nunique(), seeds[values.index[0]]
         if n < count:
             continue
-        mean, spread = values["value"].mean(), values["value"].std(ddof=1) / math.sqrt(n)
-        half = stats.t.ppf((1 + confidence) / 2, n - 1) * spread
+        mean, low, high = mean_interval(values["value"], confidence)
         rows.append({"model": model, "width": width, "step": step, "value": mean,
-                     "low": mean - half, "high": mean + half, "seeds": n})  # fmt: skip
+                     "low": low, "high": high, "seeds": n})  # fmt: skip
     columns = ["model", "width", "step", "value", "low", "high", "seeds"]
     return pd.DataFrame(rows, columns=columns)
 

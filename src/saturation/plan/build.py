@@ -13,7 +13,7 @@ from saturation.plan.pretrained import pretrained_runs
 from saturation.plan.runs import Run, SharedStages
 from saturation.plan.stages import Stage, pattern
 from saturation.plan.suites import suite_runs
-from saturation.plan.synthetic import synthetic_runs
+from saturation.plan.synthetic import SyntheticRun, synthetic_runs
 
 # Every source of runs, each a function of the shared stages (and through them the config).
 RUN_SOURCES = (pretrained_runs, synthetic_runs, suite_runs)
@@ -176,7 +176,9 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
             raise ConfigError(f"run {run.name!r} is configured twice ({run.source})")
         runs[run.name] = run
     if not runs:
-        raise ConfigError("widths: no runs to measure (list widths, or models under suites)")
+        raise ConfigError(
+            "widths: no runs to measure (list widths, synthetic languages, or models under suites)"
+        )
     _check_scaling_runs(config, runs)
     tables = Stage(
         "tables",
@@ -189,6 +191,15 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
                     "evaluate": run.evaluate.id if run.evaluate else None,
                 }
                 for name, run in runs.items()
+            },
+            # each synthetic language's oracle, for the bottleneck table (saturation.tables)
+            "oracles": {
+                run.attributes["language"]: {
+                    "oracle": run.oracle.id,
+                    "rank": run.language.recipe["language"]["rank"],
+                }
+                for run in runs.values()
+                if isinstance(run, SyntheticRun)
             },
         },
         name="tables",

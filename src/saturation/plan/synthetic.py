@@ -13,9 +13,10 @@ but not evaluated: the benchmark tasks are text of the corpus.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from saturation.config import synthetic_config
 from saturation.plan.pretrained import PretrainedRun, trained_run
 from saturation.plan.runs import SharedStages
 from saturation.plan.stages import Stage
@@ -58,6 +59,7 @@ def oracle_dims(config: Mapping[str, Any], rank: int, vocab: int) -> list[int]:
 
 
 def language_recipe(config: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe of a language's stage; `config` is the synthetic runs' (`synthetic_config`)."""
     synthetic = config["synthetic"]
     train = synthetic["train_tokens"]
     return {
@@ -73,8 +75,10 @@ def language_recipe(config: Mapping[str, Any], entry: Mapping[str, Any]) -> dict
 
 
 def synthetic_runs(shared: SharedStages) -> Iterator[SyntheticRun]:
-    """Every synthetic language × `synthetic.widths` × `train.seeds`."""
-    config = shared.config
+    """Every synthetic language × `synthetic.widths` × `train.seeds`, trained with
+    `synthetic.train` and `synthetic.model` on top of `train` and `model`."""
+    config = synthetic_config(shared.config)
+    shared = replace(shared, config=config)
     for entry in config["synthetic"]["languages"]:
         name = entry["name"]
         language = shared.stage("language", language_recipe(config, entry), name)

@@ -1,0 +1,64 @@
+"""Beyond the paper: the softmax bottleneck on a synthetic language whose answer is known. Final
+held-out loss against the width d (= the head's rank), one panel per language: each trained run
+as a point (several seeds: their mean and its interval), the oracle's best loss of any rank-d
+softmax head and of the head GPT-NeoX trains (final LayerNorm + unbiased unembedding, one
+dimension behind) as lines, the truncated-SVD bound dotted, H* and r* marked.
+
+Linear heads should follow the head family's curve below r* and reach H* above it; how far the
+points sit above the curve is what training leaves, the curve itself what the rank allows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import ScalarFormatter
+
+from saturation.figures import DEFAULT_OPTIONS, FigureOptions, style
+from saturation.summary import mean_interval
+
+CURVES = {  # kind: (label, line style)
+    "best_rank": ("best rank-d softmax head", "-"),
+    "head_family": ("best GPT-NeoX head (LayerNorm + W)", "--"),
+    "svd_bound": ("truncated SVD (upper bound)", ":"),
+}
+
+
+def plot(
+    table: pd.DataFrame, png: str | Path, pdf: str | Path, options: FigureOptions = DEFAULT_OPTIONS
+) -> plt.Figure:
+    """Draws and saves the figure; returns it (closed) so its plotted data can be read back."""
+    style.setup()
+    if table.empty:
+        raise ValueError("the bottleneck table is empty: no synthetic language is configured")
+    languages = sorted(table["language"].unique())
+    fig, axes = plt.subplots(1, len(languages), figsize=(6 * len(languages), 4.2), squeeze=False)
+    for ax, language in zip(axes[0], languages, strict=True):
+        rows = table[table["language"] == language]
+        entropy, rank = rows["entropy"].iloc[0], int(rows["rank"].iloc[0])
+        for kind, (label, line) in CURVES.items():
+            curve = rows[rows["kind"] == kind].sort_values("d")
+            ax.plot(curve["d"], curve["loss"], line, color="black", linewidth=1, label=label)
+        trained = rows[rows["kind"] == "trained"]
+        seeds = trained.groupby("d")["loss"].apply(lambda v: mean_interval(v, options.confidence))
+        mean, low, high = (seeds.map(lambda interval, i=i: interval[i]) for i in range(3))
+        ax.scatter(trained["d"], trained["loss"], color="tab:red", s=14, alpha=0.5, zorder=4)
+        ax.plot(mean.index, mean, "o-", color="tab:red", label="trained (final; mean of seeds)",
+                zorder=5)  # fmt: skip
+        if low.notna().any():
+            ax.fill_between(mean.index, low, high, color="tab:red", alpha=0.2, linewidth=0)
+        ax.axhline(entropy, color="tab:blue", linewidth=1, label=f"H* = {entropy:.3g}")
+        ax.axvline(rank, color="grey", linewidth=1, linestyle="-.", label=f"r* = {rank}")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(rows["d"].unique()))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.minorticks_off()
+        ax.set_xlabel("width d (the head's rank)")
+        ax.set_ylabel("held-out loss (nats/token)")
+        ax.set_title(f"language {language}")
+        ax.legend(fontsize=8)
+    fig.suptitle("The softmax bottleneck on a language of known logit rank")
+    style.save(fig, png, pdf)
+    return fig
