@@ -57,9 +57,21 @@ BAD_CONFIGS = {
         {"widths": [{"width": 32, "gpus": 3}]},
         "widths[0]: train.batch_size 16 does not split evenly over 3 data-parallel GPUs",
     ),
+    "unknown head": (
+        {"widths": [{"width": 32, "head": "untied"}]},
+        "widths[0].head: 'untied' is not valid under any of the given schemas",
+    ),
+    "low-rank head above the width": (
+        {"widths": [{"width": 32, "head": {"low_rank": {"rank": 48}}}]},
+        "widths[0].head: low_rank rank 48 exceeds the width 32",
+    ),
+    "width and head listed twice": (
+        {"widths": [{"width": 32}, {"width": 32, "head": "tied"}, {"width": 32, "head": "tied"}]},
+        "widths[2].width: 32 with the tied head is already listed at widths[1]",
+    ),
     "width listed twice": (
         {"widths": [{"width": 32}, {"width": 32}]},
-        "widths[1].width: 32 is already listed at widths[0]",
+        "widths[1].width: 32 with the linear head is already listed at widths[0]",
     ),
     "empty results folder": ({"results": ""}, "results: '' should be non-empty"),
     "seed listed twice": ({"train": {"seeds": [0, 0]}}, "train.seeds: [0, 0] has non-unique"),

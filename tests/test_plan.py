@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from saturation import plan as plan_module
-from saturation.config import validate_config
+from saturation.config import ConfigError, validate_config
 from saturation.plan import make_plan, stage_id, write_plan_records
 from saturation.tokenizer import pretrained_tokenizer
 from tests.test_config import merged
@@ -283,7 +283,8 @@ def test_runs_are_keyed_by_name_with_attributes(config: dict) -> None:
     plan = make_plan(config)
     run = plan.runs["w128-s0"]
     assert run.source == "pretrain" and run.harvest_rule == "harvest"
-    assert dict(run.attributes) == {"family": "gpt_neox", "width": 128, "layers": 2, "seed": 0}
+    assert dict(run.attributes) == {"family": "gpt_neox", "width": 128, "layers": 2, "seed": 0,
+                                    "head": "linear", "logit_rank": 128}  # fmt: skip
     assert plan.tables.recipe["runs"]["w128-s0"] == {
         "source": "pretrain",
         "attributes": dict(run.attributes),
@@ -317,3 +318,41 @@ def test_the_scaling_stage_exists_only_where_enabled(config: dict) -> None:
     after = ids(make_plan(config))
     assert {k for k in before if before[k] != after[k]} == {("scaling", "scaling"),
                                                            ("figures", "figures")}  # fmt: skip
+
+
+def test_each_head_is_a_run_of_its_own(config: dict) -> None:
+    """A width listed with other heads trains once per head, named by it; the linear head's
+    recipe has no head entry, so its ids are those of the runs before heads existed."""
+    from saturation.plan.pretrained import model_name
+
+    config["widths"] = [
+        {"width": 32},
+        {"width": 32, "head": "tied"},
+        {"width": 32, "head": {"low_rank": {"rank": 4}}},
+        {"width": 32, "head": {"mixture_of_softmaxes": {"components": 2}}},
+    ]
+    runs = make_plan(config).runs
+    assert sorted(runs) == ["w32-lowrank4-s0", "w32-mos2-s0", "w32-s0", "w32-tied-s0"]
+    assert "head" not in runs["w32-s0"].pretrain.recipe["model"]
+    assert runs["w32-lowrank4-s0"].pretrain.recipe["model"]["head"] == {
+        "kind": "low_rank",
+        "rank": 4,
+    }
+    assert runs["w32-mos2-s0"].attributes["head"] == "MoS k=2"
+    assert runs["w32-lowrank4-s0"].attributes["logit_rank"] == 4
+    assert model_name("w32-mos2-s1") == "w32-mos2" and model_name("r8-w4-tied-s0") == "r8-w4-tied"
+    config["model"]["head"] = "tied"  # the global default, for every width without its own
+    config["widths"] = [{"width": 32}, {"width": 64, "head": "linear"}]
+    assert sorted(make_plan(config).runs) == ["w32-tied-s0", "w64-s0"]
+
+
+def test_the_scaling_law_sees_text_runs_only() -> None:
+    """A synthetic language's losses are of another text: its runs are neither fitted nor
+    counted as model sizes by the scaling stage."""
+    config = validate_config(merged({"widths": [{"width": 32}], "scaling": {
+        "enabled": True, "min_width": 4}}))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"scaling.min_width: 4 leaves widths \[32\]"):
+        make_plan(config)  # the default's synthetic widths 4–16 do not count
+    config["widths"] = [{"width": 32}, {"width": 64}]
+    plan = make_plan(config)
+    assert sorted(plan.text_runs) == ["w32-s0", "w64-s0"] and len(plan.runs) > 2

@@ -43,6 +43,7 @@ def suite_config(cache: Path, local_model: Path, **extra: object) -> dict:
     local folder, all from the fixture cache: no run of our own."""
     return {
         "widths": [],
+        "synthetic": {"languages": []},
         "corpus": {"max_documents": 300, "val_fraction": 0.05, "test_fraction": 0.05},
         "suites": {
             "cache_dir": str(cache),
@@ -89,7 +90,11 @@ def test_pythia_facts() -> None:
 
 def test_the_plan_of_a_pythia_suite() -> None:
     config = planned(
-        {"widths": [], "suites": {"pythia": {"sizes": ["14m", "160m"], "every": 1000}}}
+        {
+            "widths": [],
+            "synthetic": {"languages": []},
+            "suites": {"pythia": {"sizes": ["14m", "160m"], "every": 1000}},
+        }
     )
     plan = make_plan(config)
     assert list(plan.runs) == ["pythia-14m", "pythia-160m"]

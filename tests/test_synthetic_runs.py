@@ -45,7 +45,7 @@ def test_one_run_per_language_width_and_seed(config: dict) -> None:
     assert run.pretrain.recipe["tokens"] == run.pretrain.recipe["tokenizer"] == run.language.id
     assert run.analyze.recipe["tokens"] == run.language.id
     assert dict(run.attributes) == {"family": "gpt_neox", "width": 8, "layers": 2, "seed": 1,
-                                    "language": "r4"}  # fmt: skip
+                                    "head": "linear", "logit_rank": 8, "language": "r4"}  # fmt: skip
     assert plan.runs["w32-s0"].evaluate is not None  # the text run keeps its tasks
 
 

@@ -41,11 +41,11 @@ from tests.conftest import DRAWN_FIGURES
 
 
 def fake_run(
-    root: Path, width: int, losses: list[float], seed: int = 0, prefix: str = ""
+    root: Path, width: int, losses: list[float], seed: int = 0, prefix: str = "", suffix: str = ""
 ) -> RunMeasurements:
     steps = [0, 1, 2, 4, 8][: len(losses)]
     entries = [CheckpointEntry(s, s * 100, f"ckpt/step{s}", "0" * 64) for s in steps]
-    name = f"{prefix}w{width}-s{seed}"
+    name = f"{prefix}w{width}{suffix}-s{seed}"
     write_manifest(root / f"manifest-{name}.csv", entries)
     metrics = {}
     for step, loss in zip(steps, losses, strict=True):
@@ -309,27 +309,42 @@ def test_bottleneck_table_and_figure(tmp_path: Path) -> None:
         "head_family_loss": [2.7, 2.1, 2.0], "svd_bound_loss": [3.0, 2.0, 2.0],
     }).to_csv(oracle, index=False)  # fmt: skip
     runs = [fake_run(tmp_path, 4, [5.0, 2.3], seed, prefix="r4-") for seed in (0, 1)]
+    runs.append(fake_run(tmp_path, 8, [5.0, 2.6], prefix="r4-", suffix="-lowrank2"))
+    runs.append(fake_run(tmp_path, 2, [5.0, 2.2], prefix="r4-", suffix="-mos3"))
     metrics = pd.concat([run_metrics(run) for run in runs], ignore_index=True)
     metrics.loc[(metrics.run == "r4-w4-s1") & (metrics.step == 1) & (metrics.metric == "val_loss"),
                 "value"] = 2.5  # fmt: skip
     text_run = run_metrics(fake_run(tmp_path, 32, [6.0, 5.0]))
+    synthetic = {"language": "r4", "head": "linear"}
     table_runs = runs_table({
-        "r4-w4-s0": {"source": "pretrain", "attributes": {"width": 4, "seed": 0, "language": "r4"}},
-        "r4-w4-s1": {"source": "pretrain", "attributes": {"width": 4, "seed": 1, "language": "r4"}},
+        "r4-w4-s0": {"source": "pretrain",
+                     "attributes": {"width": 4, "seed": 0, "logit_rank": 4} | synthetic},
+        "r4-w4-s1": {"source": "pretrain",
+                     "attributes": {"width": 4, "seed": 1, "logit_rank": 4} | synthetic},
+        "r4-w8-lowrank2-s0": {"source": "pretrain", "attributes": {
+            "width": 8, "seed": 0, "logit_rank": 2, "language": "r4", "head": "low-rank r=2"}},
+        "r4-w2-mos3-s0": {"source": "pretrain", "attributes": {
+            "width": 2, "seed": 0, "logit_rank": 2, "language": "r4", "head": "MoS k=3"}},
         "w32-s0": {"source": "pretrain", "attributes": {"width": 32, "seed": 0}},
     })  # fmt: skip
     table = bottleneck_table(
         pd.concat([metrics, text_run]), table_runs, {"r4": {"table": str(oracle), "rank": 4}}
     )
     assert list(table.columns) == BOTTLENECK_COLUMNS
-    trained = table[table.kind == "trained"]
-    assert list(trained.run) == ["r4-w4-s0", "r4-w4-s1"] and list(trained.loss) == [2.3, 2.5]
-    assert set(trained.d) == {4} and (table.entropy == 2.0).all() and (table["rank"] == 4).all()
+    trained = table[table.kind == "trained"].set_index("run")
+    assert trained.loc[["r4-w4-s0", "r4-w4-s1"], "loss"].tolist() == [2.3, 2.5]
+    assert trained["d"].to_dict() == {
+        "r4-w4-s0": 4, "r4-w4-s1": 4, "r4-w8-lowrank2-s0": 2, "r4-w2-mos3-s0": 2,
+    }  # fmt: skip  # a low-rank head at its rank, the others at their width
+    assert trained.loc["r4-w8-lowrank2-s0", ["head", "width"]].tolist() == ["low-rank r=2", 8]
+    assert (table.entropy == 2.0).all() and (table["rank"] == 4).all()
     assert list(table[table.kind == "head_family"].loss) == [2.7, 2.1, 2.0]
     assert bottleneck_table(text_run, table_runs, {}).empty
     ax = bottleneck.plot(table, tmp_path / "b.png", tmp_path / "b.pdf").axes[0]
     lines = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
-    assert lines["trained (final; mean of seeds)"] == pytest.approx([2.4])
+    assert lines["linear head, trained (final; mean of seeds)"] == pytest.approx([2.4])
+    assert lines["MoS k=3 head, trained (final; mean of seeds)"] == [2.2]
+    assert lines["low-rank r=2 head, trained (final; mean of seeds)"] == [2.6]
     assert lines["best GPT-NeoX head (LayerNorm + W)"] == [2.7, 2.1, 2.0]
     assert lines["H* = 2"] == [2.0, 2.0] and list(lines["r* = 4"]) == [0, 1]
     with pytest.raises(ValueError, match="no synthetic language"):

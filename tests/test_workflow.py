@@ -418,7 +418,11 @@ def test_a_synthetic_language_adds_its_runs_alone(
         {
             "synthetic": {
                 "languages": [{"name": "r2", "vocab": 16, "rank": 2, "entropy": 1.5}],
-                "widths": [{"width": 8, "layers": 1, "heads": 1}],
+                "widths": [
+                    {"width": 8, "layers": 1, "heads": 1},
+                    {"width": 4, "layers": 1, "heads": 1,
+                     "head": {"mixture_of_softmaxes": {"components": 2}}},
+                ],
                 "val_tokens": 512, "test_tokens": 64, "document_length": 255,
             }
         },
@@ -427,7 +431,7 @@ def test_a_synthetic_language_adds_its_runs_alone(
     ran = jobs_run(done)
     assert {rule: ran[rule] for rule in ("synthetic_language", "synthetic_oracle", "pretrain",
             "analyze_run", "evaluate_run", "build_corpus")} == {
-        "synthetic_language": 1, "synthetic_oracle": 1, "pretrain": 1, "analyze_run": 1,
+        "synthetic_language": 1, "synthetic_oracle": 1, "pretrain": 2, "analyze_run": 2,
         "evaluate_run": 0, "build_corpus": 0,
     }  # fmt: skip
     assert all(snapshot(results).get(p) == t for p, t in before.items())  # text records kept
@@ -444,8 +448,12 @@ def test_a_synthetic_language_adds_its_runs_alone(
     loss = pd.read_parquet(tables).query("run == 'r2-w8-s0' and metric == 'val_loss'")
     assert row.final_loss < loss.sort_values("step").value.iloc[0]  # it learns the language
     bottleneck = pd.read_parquet(tables.with_name("bottleneck.parquet"))
-    trained = bottleneck[bottleneck.kind == "trained"]
-    assert list(trained.run) == ["r2-w8-s0"] and trained.loss.iloc[0] == row.final_loss
+    trained = bottleneck[bottleneck.kind == "trained"].set_index("run")
+    assert trained.loc["r2-w8-s0", "loss"] == row.final_loss
+    assert trained["head"].to_dict() == {"r2-w8-s0": "linear", "r2-w4-mos2-s0": "MoS k=2"}
+    mixture = summary[summary.run == "r2-w4-mos2-s0"]  # measured like any run: its W's spectrum
+    assert mixture.final_loss.iloc[0] < loss.sort_values("step").value.iloc[0]
+    assert mixture.final_effective_rank.iloc[0] > 1
     assert set(bottleneck.kind) == {"trained", "best_rank", "head_family", "svd_bound"}
     figure = sorted(results.glob("figures/*/bottleneck.png"), key=os.path.getmtime)[-1]
     assert figure.stat().st_size > 10_000

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from saturation.model.head_spec import HeadSpec
+
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 DEFAULT_CONFIG = REPO / "config.yaml"
@@ -246,6 +248,11 @@ def resolve_shape(entry: Mapping[str, Any], model: Mapping[str, Any]) -> dict[st
     return {"width": width, "layers": entry.get("layers", model["layers"]), "heads": heads}
 
 
+def resolve_head(entry: Mapping[str, Any], model: Mapping[str, Any]) -> HeadSpec:
+    """A width's LM head: its own `head`, else `model.head`."""
+    return HeadSpec.of(entry.get("head", model.get("head")))
+
+
 def training_processes(gpus: int) -> int:
     """How many processes train a run: one per GPU asked for, at least one."""
     return max(1, gpus)
@@ -276,14 +283,22 @@ def _check_widths(config: Mapping[str, Any]) -> None:
 
 def _check_width_list(config: Mapping[str, Any], key: str, widths: list[Mapping[str, Any]]) -> None:
     model = config["model"]
-    seen: dict[int, int] = {}
+    seen: dict[tuple[int, HeadSpec], int] = {}
     for i, entry in enumerate(widths):
         shape = resolve_shape(entry, model)
-        width, heads = shape["width"], shape["heads"]
+        width, heads, head = shape["width"], shape["heads"], resolve_head(entry, model)
         where = f"{key}[{i}]"
-        if width in seen:
-            raise ConfigError(f"{where}.width: {width} is already listed at {key}[{seen[width]}]")
-        seen[width] = i
+        if (width, head) in seen:
+            raise ConfigError(
+                f"{where}.width: {width} with the {head.label} head is already listed at "
+                f"{key}[{seen[width, head]}]"
+            )
+        seen[width, head] = i
+        if head.kind == "low_rank" and head.size > width:
+            raise ConfigError(
+                f"{where}.head: low_rank rank {head.size} exceeds the width {width} (a rank-d "
+                "head is already full rank)"
+            )
         if width % heads:
             raise ConfigError(f"{where}: width {width} is not divisible by heads {heads}")
         processes = training_processes(gpus_of(entry, config["runtime"]))

@@ -207,12 +207,13 @@ def extrapolate_workflow(
     metrics: pd.DataFrame, checkpoints: dict[str, str], settings: dict
 ) -> Extrapolation:
     """The workflow's scaling stage: N counted from each run's final checkpoint (`checkpoints`:
-    run -> folder), T and L from the tidy metrics table, the fit on the runs the `scaling.*`
-    thresholds select (see the config schema)."""
+    run -> folder, the text runs only: a synthetic language's losses are of another text), T and
+    L from the tidy metrics table, the fit on the runs the `scaling.*` thresholds select (see the
+    config schema)."""
     from saturation.checkpoints import count_parameters
 
     parameters = {run: count_parameters(folder) for run, folder in checkpoints.items()}
-    points = points_from_tables(metrics, parameters)
+    points = points_from_tables(metrics[metrics["run"].isin(parameters)], parameters)
     fitted = fitted_runs(points, settings["min_width"], settings["min_parameters"])
     fixed = FixedTerms(settings["B"], settings["beta"], settings["E"])
     return extrapolate(points, fitted, fixed, settings["bootstrap"], settings["seed"])

@@ -134,7 +134,9 @@ def run_benchmarks(
     return _sorted(pd.DataFrame(rows, columns=TIDY_COLUMNS), "metrics")
 
 
-BOTTLENECK_COLUMNS = ["language", "rank", "entropy", "d", "kind", "run", "seed", "loss"]
+BOTTLENECK_COLUMNS = [
+    "language", "rank", "entropy", "d", "kind", "head", "width", "run", "seed", "loss",
+]  # fmt: skip
 # the oracle table's columns (saturation.synthetic.oracles.oracle_table), by the bottleneck table's kind
 ORACLE_KINDS = {
     "best_rank": "best_rank_loss",
@@ -146,29 +148,35 @@ ORACLE_KINDS = {
 def bottleneck_table(
     metrics: pd.DataFrame, runs: pd.DataFrame, oracles: Mapping[str, Mapping[str, Any]]
 ) -> pd.DataFrame:
-    """Per synthetic language and width d: each run's final held-out loss (`trained`) beside the
-    oracle's best losses at d (`best_rank`, `head_family`, `svd_bound`), with the language's
-    rank r* and entropy rate H*; `oracles`: `{language: {"table": oracle.csv, "rank": r*}}`.
-    Empty (with its columns) where no language is configured."""
+    """Per synthetic language and d: each run's final held-out loss (`trained`, with its head's
+    label and its width) beside the oracle's best losses at d (`best_rank`, `head_family`,
+    `svd_bound`), with the language's rank r* and entropy rate H*. A run's d is the rank its
+    head's logits can have (the runs table's `logit_rank`: the width, a low-rank head's rank);
+    `oracles`: `{language: {"table": oracle.csv, "rank": r*}}`. Empty (with its columns) where
+    no language is configured."""
     rows = []
     for language, oracle in sorted(oracles.items()):
         table = pd.read_csv(oracle["table"])
         entropy, rank = float(table["entropy"].iloc[0]), oracle["rank"]
         common = {"language": language, "rank": rank, "entropy": entropy}
         for kind, column in ORACLE_KINDS.items():
+            curve = {"kind": kind, "head": "", "width": math.nan, "run": "", "seed": math.nan}
             rows += [
-                common
-                | {"d": int(d), "kind": kind, "run": "", "seed": math.nan, "loss": float(loss)}
+                common | curve | {"d": int(d), "loss": float(loss)}
                 for d, loss in zip(table["d"], table[column], strict=True)
             ]
-        names = runs.loc[runs.get("language", pd.Series(dtype=object)) == language, "run"]
-        loss = metrics[(metrics["metric"] == "val_loss") & metrics["run"].isin(names)]
+        named = runs[runs.get("language", pd.Series(dtype=object)) == language].set_index("run")
+        loss = metrics[(metrics["metric"] == "val_loss") & metrics["run"].isin(named.index)]
         for run, series in loss.groupby("run"):
-            final = series.loc[series["step"].idxmax()]
-            rows.append(common | {"d": int(final["width"]), "kind": "trained", "run": run,
-                                  "seed": float(final["seed"]), "loss": float(final["value"])})  # fmt: skip
+            final, of = series.loc[series["step"].idxmax()], named.loc[run]
+            head, bound = of.get("head", "linear"), of.get("logit_rank", math.nan)
+            rows.append(common | {
+                "d": int(bound if pd.notna(bound) else final["width"]), "kind": "trained",
+                "head": head if isinstance(head, str) else "linear", "width": int(final["width"]),
+                "run": run, "seed": float(final["seed"]), "loss": float(final["value"]),
+            })  # fmt: skip
     table = pd.DataFrame(rows, columns=BOTTLENECK_COLUMNS)
-    return table.sort_values(["language", "kind", "d", "run"], ignore_index=True)
+    return table.sort_values(["language", "kind", "head", "d", "run"], ignore_index=True)
 
 
 def runs_table(runs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

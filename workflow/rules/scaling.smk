@@ -8,7 +8,9 @@ if PLAN.scaling is not None:
     rule fit_scaling:
         input:
             metrics=rules.tidy_table.output.metrics_parquet,
-            weights=lambda wildcards: [f for run in PLAN.runs.values() for f in weights_of(run)],
+            weights=lambda wildcards: [
+                f for run in PLAN.text_runs.values() for f in weights_of(run)
+            ],
         output:
             csv=PLAN.scaling.file("table", ext="csv"),
             parquet=PLAN.scaling.file("table", ext="parquet"),
@@ -22,7 +24,7 @@ if PLAN.scaling is not None:
         params:
             recipe=PLAN.scaling.recipe,
             checkpoints=lambda wildcards: {
-                run.name: str(Path(weights_of(run)[0]).parent) for run in PLAN.runs.values()
+                run.name: str(Path(weights_of(run)[0]).parent) for run in PLAN.text_runs.values()
             },
         script:
             "../scripts/fit_scaling.py"

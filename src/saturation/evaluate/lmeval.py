@@ -33,6 +33,8 @@ def load_lm(
     from lm_eval.models.huggingface import HFLM
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import saturation.model.hf_heads  # noqa: F401 - registers our heads' model type
+
     model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir)
     return HFLM(

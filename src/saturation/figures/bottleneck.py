@@ -1,11 +1,13 @@
 """Beyond the paper: the softmax bottleneck on a synthetic language whose answer is known. Final
-held-out loss against the width d (= the head's rank), one panel per language: each trained run
-as a point (several seeds: their mean and its interval), the oracle's best loss of any rank-d
-softmax head and of the head GPT-NeoX trains (final LayerNorm + unbiased unembedding, one
-dimension behind) as lines, the truncated-SVD bound dotted, H* and r* marked.
+held-out loss against d, the rank the head's logits can have (the width; a low-rank head's
+rank), one panel per language: each head kind's runs as points (several seeds: their mean and
+its interval, one colour per head), the oracle's best loss of any rank-d softmax head and of the
+head GPT-NeoX trains (final LayerNorm + unbiased unembedding, one dimension behind) as lines,
+the truncated-SVD bound dotted, H* and r* marked.
 
 Linear heads should follow the head family's curve below r* and reach H* above it; how far the
-points sit above the curve is what training leaves, the curve itself what the rank allows.
+points sit above the curve is what training leaves, the curve itself what the rank allows. A
+mixture of softmaxes is not a rank-d softmax head: below r* it may go under the curve.
 """
 
 from __future__ import annotations
@@ -42,23 +44,40 @@ def plot(
             curve = rows[rows["kind"] == kind].sort_values("d")
             ax.plot(curve["d"], curve["loss"], line, color="black", linewidth=1, label=label)
         trained = rows[rows["kind"] == "trained"]
-        seeds = trained.groupby("d")["loss"].apply(lambda v: mean_interval(v, options.confidence))
-        mean, low, high = (seeds.map(lambda interval, i=i: interval[i]) for i in range(3))
-        ax.scatter(trained["d"], trained["loss"], color="tab:red", s=14, alpha=0.5, zorder=4)
-        ax.plot(mean.index, mean, "o-", color="tab:red", label="trained (final; mean of seeds)",
-                zorder=5)  # fmt: skip
-        if low.notna().any():
-            ax.fill_between(mean.index, low, high, color="tab:red", alpha=0.2, linewidth=0)
+        for head, colour in zip(_heads(trained), HEAD_COLOURS, strict=False):
+            _plot_trained(ax, trained[trained["head"] == head], head, colour, options.confidence)
         ax.axhline(entropy, color="tab:blue", linewidth=1, label=f"H* = {entropy:.3g}")
         ax.axvline(rank, color="grey", linewidth=1, linestyle="-.", label=f"r* = {rank}")
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(rows["d"].unique()))
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.minorticks_off()
-        ax.set_xlabel("width d (the head's rank)")
+        ax.set_xlabel("d: the rank of the head's logits (width; a low-rank head's rank)")
         ax.set_ylabel("held-out loss (nats/token)")
         ax.set_title(f"language {language}")
         ax.legend(fontsize=8)
     fig.suptitle("The softmax bottleneck on a language of known logit rank")
     style.save(fig, png, pdf)
     return fig
+
+
+HEAD_COLOURS = ["tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink"]
+
+
+def _heads(trained: pd.DataFrame) -> list[str]:
+    """The head labels of the trained runs, linear first."""
+    return sorted(trained["head"].unique(), key=lambda head: (head != "linear", head))
+
+
+def _plot_trained(
+    ax: plt.Axes, trained: pd.DataFrame, head: str, colour: str, confidence: float
+) -> None:
+    """One head's runs: every seed a faint point, the mean of seeds per d a line with its
+    interval (where there are seeds to give one)."""
+    seeds = trained.groupby("d")["loss"].apply(lambda v: mean_interval(v, confidence))
+    mean, low, high = (seeds.map(lambda interval, i=i: interval[i]) for i in range(3))
+    ax.scatter(trained["d"], trained["loss"], color=colour, s=14, alpha=0.5, zorder=4)
+    ax.plot(mean.index, mean, "o-", color=colour, zorder=5,
+            label=f"{head} head, trained (final; mean of seeds)")  # fmt: skip
+    if low.notna().any():
+        ax.fill_between(mean.index, low, high, color=colour, alpha=0.2, linewidth=0)

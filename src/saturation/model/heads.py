@@ -5,6 +5,12 @@ here rather than a weight name: the training loss (fused with the head), the str
 loader, the held-out loss, and the matrix whose spectrum is measured. A checkpoint says which
 head it has in its config.json (`HEAD_KEY`; absent: the stock GPT-NeoX head), and `HEADS` maps
 that name to its class, so a new kind of head is a new class and one entry there.
+
+Four heads are trained here (saturation.model.head_spec.HeadSpec, config `model.head` or a width's `head`): `linear`
+(GPT-NeoX's, untied), `tied` (the same class, its W the input embedding), `low_rank` (W = U D,
+rank r) and `mixture_of_softmaxes` (Yang et al. 2018). The last two are not GPT-NeoX's: their
+checkpoints have model_type `saturation_neox` (saturation.model.hf_heads registers it with
+transformers' Auto classes) and keep their head's tensors under `lm_head.*`.
 """
 
 from __future__ import annotations
@@ -18,9 +24,32 @@ import torch
 from torch import nn
 
 from saturation.checkpoints import read_config, read_tensors, weight_shapes
-from saturation.model.losses import linear_cross_entropy
+from saturation.model.losses import linear_cross_entropy, mixture_cross_entropy
 
 HEAD_KEY = "saturation_head"  # config.json: the head's name, for heads other than `linear`
+HEAD_SIZE_KEY = (
+    "saturation_head_size"  # config.json: a low-rank head's rank, a mixture's components
+)
+
+
+def _finite(matrix: np.ndarray, file: Path, key: str) -> np.ndarray:
+    """A head with NaN or inf entries (a diverged run) is refused with the file's name rather
+    than measured: its spectrum would be an error deep in LAPACK or a false collapse."""
+    if bad := np.count_nonzero(~np.isfinite(matrix)):
+        raise ValueError(f"{file}: LM head {key} has {bad} non-finite (NaN/inf) entries")
+    return matrix
+
+
+def _read_named(folder: Path, keys: list[str]) -> list[np.ndarray]:
+    """The tensors `keys` of a checkpoint in float32, each refused if non-finite."""
+    shapes = weight_shapes(folder)
+    missing = [key for key in keys if key not in shapes]
+    if missing:
+        raise KeyError(f"{folder}: no {', '.join(missing)} in its weights")
+    return [
+        _finite(read_tensors(shapes[key][0], [key])[key].float().numpy(), shapes[key][0], key)
+        for key in keys
+    ]
 
 
 class LinearHead:
@@ -46,10 +75,11 @@ class LinearHead:
 
     @staticmethod
     def modules(
-        width: int, vocab_size: int, linear: Callable[..., nn.Linear]
+        width: int, vocab_size: int, size: int | None, linear: Callable[..., nn.Linear]
     ) -> dict[str, nn.Module]:
         """The modules that hold the head's parameters, named as in a checkpoint (`embed_out`),
-        built by `linear` (the loader builds them empty, to be filled from the file)."""
+        built by `linear` (the loader builds them empty, to be filled from the file); `size`
+        is the head's (HEAD_SIZE_KEY), None here."""
         return {"embed_out": linear(width, vocab_size, bias=False)}
 
     @staticmethod
@@ -84,10 +114,7 @@ class LinearHead:
         tokens). A head with NaN or inf entries (a diverged run) is refused with the file's name
         rather than measured: its spectrum would be an error deep in LAPACK or a false collapse."""
         file, key = cls.locate(Path(checkpoint_dir))
-        matrix = read_tensors(file, [key])[key][:n_rows].float().numpy()
-        if bad := np.count_nonzero(~np.isfinite(matrix)):
-            raise ValueError(f"{file}: LM head {key} has {bad} non-finite (NaN/inf) entries")
-        return matrix
+        return _finite(read_tensors(file, [key])[key][:n_rows].float().numpy(), file, key)
 
     @classmethod
     def locate(cls, folder: Path) -> tuple[Path, str]:
@@ -119,10 +146,137 @@ def tied_embeddings(config: Mapping[str, Any]) -> bool:
     return bool(config.get("tie_word_embeddings", config.get("model_type") != "gpt_neox"))
 
 
-HEADS: dict[str, type[LinearHead]] = {head.name: head for head in (LinearHead,)}
+class LowRankProjection(nn.Module):
+    """logits = U (D h): D (r × d), then U (V × r); W = U D has rank at most r."""
+
+    def __init__(
+        self, width: int, vocab_size: int, rank: int, linear: Callable[..., nn.Linear] = nn.Linear
+    ) -> None:
+        super().__init__()
+        self.down = linear(width, rank, bias=False)
+        self.up = linear(rank, vocab_size, bias=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(hidden))
 
 
-def head_class(config: Mapping[str, Any]) -> type[LinearHead]:
+class LowRankHead:
+    """A linear head of rank at most r, trained as its two factors (the head of a model whose
+    trunk is wider than its logits' rank: the bottleneck without the narrow trunk). The fused
+    loss runs on D h (N, r), so the chunked V-wide matmul is r-deep. The matrix measured is the
+    product W = U D (V × d), whose spectrum has at most r non-zero values."""
+
+    name: ClassVar[str] = "low_rank"
+    DOWN, UP = "lm_head.down.weight", "lm_head.up.weight"
+
+    def __init__(self, module: LowRankProjection) -> None:
+        self.module = module
+
+    @classmethod
+    def of(cls, model: nn.Module) -> LowRankHead:
+        return cls(model.get_output_embeddings())
+
+    @staticmethod
+    def modules(
+        width: int, vocab_size: int, size: int | None, linear: Callable[..., nn.Linear]
+    ) -> dict[str, nn.Module]:
+        return {"lm_head": LowRankProjection(width, vocab_size, int(size or 0), linear)}
+
+    @staticmethod
+    def complete_state(state: dict[str, torch.Tensor], tied: bool) -> None:
+        """Saved as it is held: nothing to rename, nothing tied."""
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.module(hidden)
+
+    def loss(self, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+        return linear_cross_entropy(self.module.down(hidden), self.module.up.weight, targets, chunk)
+
+    @classmethod
+    def read_matrix(cls, checkpoint_dir: str | Path, n_rows: int | None = None) -> np.ndarray:
+        """W = U D in float32 (V × d), its first `n_rows` rows."""
+        down, up = _read_named(Path(checkpoint_dir), [cls.DOWN, cls.UP])
+        return (up[:n_rows].astype(np.float64) @ down.astype(np.float64)).astype(np.float32)
+
+
+class MixtureOfSoftmaxes(nn.Module):
+    """Yang et al. (2018): p(·|h) = Σ_k π_k(h) softmax(W u_k(h)), with mixture weights
+    π = softmax(P h), per-component states u_k = tanh(L_k h + b_k) and one output embedding W
+    (V × d) shared by the components. `forward` returns log p: logits whose softmax is the
+    mixture, so transformers' forward, lm-eval and the held-out loss read it as any head's."""
+
+    def __init__(
+        self,
+        width: int,
+        vocab_size: int,
+        components: int,
+        linear: Callable[..., nn.Linear] = nn.Linear,
+    ) -> None:
+        super().__init__()
+        self.components = components
+        self.prior = linear(width, components, bias=False)
+        self.latent = linear(width, components * width)
+        self.decoder = linear(width, vocab_size, bias=False)
+
+    def mixture_inputs(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(…, d) → the components' states (…, K, d) and the log mixture weights (…, K)."""
+        latents = torch.tanh(self.latent(hidden)).unflatten(-1, (self.components, -1))
+        return latents, torch.log_softmax(self.prior(hidden).float(), dim=-1)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """log p (…, V): (…, K, V) at once, which measuring in chunks of tokens can afford."""
+        latents, log_prior = self.mixture_inputs(hidden)
+        log_probs = torch.log_softmax(self.decoder(latents).float(), dim=-1)
+        return torch.logsumexp(log_prior[..., None] + log_probs, dim=-2)
+
+
+class MixtureOfSoftmaxesHead:
+    """A mixture of K softmaxes (`MixtureOfSoftmaxes`): its log-probabilities have no rank
+    bound, which is how it can break the softmax bottleneck. Trained with the fused mixture
+    loss (saturation.model.losses.mixture_cross_entropy: never the (N, K, V) logits at once).
+    The matrix measured is the output embedding W shared by every component: each component's
+    logits are W u_k, so W is the one matrix all of them are made of, and the figures use it."""
+
+    name: ClassVar[str] = "mixture_of_softmaxes"
+    DECODER = "lm_head.decoder.weight"
+
+    def __init__(self, module: MixtureOfSoftmaxes) -> None:
+        self.module = module
+
+    @classmethod
+    def of(cls, model: nn.Module) -> MixtureOfSoftmaxesHead:
+        return cls(model.get_output_embeddings())
+
+    @staticmethod
+    def modules(
+        width: int, vocab_size: int, size: int | None, linear: Callable[..., nn.Linear]
+    ) -> dict[str, nn.Module]:
+        return {"lm_head": MixtureOfSoftmaxes(width, vocab_size, int(size or 0), linear)}
+
+    @staticmethod
+    def complete_state(state: dict[str, torch.Tensor], tied: bool) -> None:
+        """Saved as it is held: nothing to rename, nothing tied."""
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.module(hidden)
+
+    def loss(self, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+        latents, log_prior = self.module.mixture_inputs(hidden)
+        return mixture_cross_entropy(latents, self.module.decoder.weight, log_prior, targets, chunk)
+
+    @classmethod
+    def read_matrix(cls, checkpoint_dir: str | Path, n_rows: int | None = None) -> np.ndarray:
+        (decoder,) = _read_named(Path(checkpoint_dir), [cls.DECODER])
+        return decoder[:n_rows]
+
+
+Head = LinearHead | LowRankHead | MixtureOfSoftmaxesHead
+HEADS: dict[str, type[Head]] = {
+    head.name: head for head in (LinearHead, LowRankHead, MixtureOfSoftmaxesHead)
+}
+
+
+def head_class(config: Mapping[str, Any]) -> type[Head]:
     """The head a checkpoint's config.json describes."""
     name = config.get(HEAD_KEY, LinearHead.name)
     if name not in HEADS:

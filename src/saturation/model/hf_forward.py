@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from saturation.checkpoints import read_config
+from saturation.model.neox import NEOX_FAMILIES
 from saturation.model.weights import load_fast_neox
 
 if TYPE_CHECKING:
@@ -33,15 +34,14 @@ if TYPE_CHECKING:
 
     from saturation.measure.heldout import MeasuredModel
 
-FAST_FAMILY = "gpt_neox"  # the model_type FastGPTNeoX computes
 _CHECK_TOKENS = 8  # the load-time comparison with the model's own forward
 
 
 def load_measured_model(checkpoint_dir: str | Path, device: str = "cpu") -> MeasuredModel:
-    """The checkpoint's model in fp32 and eval mode on `device`: FastGPTNeoX for `gpt_neox`
-    (transformers is never imported), the transformers adapter for any other `model_type`."""
+    """The checkpoint's model in fp32 and eval mode on `device`: FastGPTNeoX for `gpt_neox` and
+    `saturation_neox` (transformers is never imported), the transformers adapter for any other `model_type`."""
     folder = Path(checkpoint_dir)
-    if read_config(folder).get("model_type") == FAST_FAMILY:
+    if read_config(folder).get("model_type") in NEOX_FAMILIES:
         return load_fast_neox(folder).to(device)
     return TransformersCausalLM.load(folder, device)
 
@@ -85,6 +85,8 @@ class TransformersCausalLM(nn.Module):
         """`AutoModelForCausalLM.from_pretrained` in fp32 (whatever the files' dtype), local
         files only, on `device`, checked against the model's own forward."""
         from transformers import AutoModelForCausalLM
+
+        import saturation.model.hf_heads  # noqa: F401 - registers our heads' model type
 
         folder = Path(checkpoint_dir)
         model = AutoModelForCausalLM.from_pretrained(

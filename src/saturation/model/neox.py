@@ -23,7 +23,10 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from saturation.model.heads import HEADS, LinearHead, head_class
+from saturation.model.heads import HEAD_SIZE_KEY, HEADS, LinearHead, head_class
+
+# the model_types FastGPTNeoX computes: GPT-NeoX's, and ours with another head (model.hf_heads)
+NEOX_FAMILIES = ("gpt_neox", "saturation_neox")
 
 
 def rotary_tables(
@@ -63,6 +66,7 @@ class NeoXArchitecture:
     attention_bias: bool = True
     tied_head: bool = False
     head: str = LinearHead.name  # saturation.model.heads: which head the checkpoint has
+    head_size: int | None = None  # a low-rank head's rank, a mixture's components
 
     @classmethod
     def of(cls, config: Any) -> NeoXArchitecture:
@@ -73,8 +77,10 @@ class NeoXArchitecture:
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> NeoXArchitecture:
-        if config.get("model_type", "gpt_neox") != "gpt_neox":
-            raise ValueError(f"model_type is {config['model_type']!r}, not 'gpt_neox'")
+        if config.get("model_type", "gpt_neox") not in NEOX_FAMILIES:
+            raise ValueError(
+                f"model_type is {config['model_type']!r}, not one of {', '.join(NEOX_FAMILIES)}"
+            )
         if not config.get("use_parallel_residual", True):
             raise ValueError(
                 "use_parallel_residual: FastGPTNeoX implements Pythia's parallel residual only"
@@ -107,6 +113,7 @@ class NeoXArchitecture:
             attention_bias=bool(config.get("attention_bias", cls.attention_bias)),
             tied_head=bool(config.get("tie_word_embeddings", cls.tied_head)),
             head=head_class(config).name,
+            head_size=config.get(HEAD_SIZE_KEY),
         )
 
 

@@ -7,8 +7,10 @@ The model is the stock `transformers` GPTNeoXForCausalLM so every checkpoint loa
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from saturation.model.head_spec import HeadSpec
 
 if TYPE_CHECKING:  # torch and transformers are heavy; import them only where a model is built
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
@@ -26,6 +28,7 @@ class ModelShape:
     rotary_pct: float = 0.25
     mlp_ratio: int = 4
     eos_id: int = 0
+    head: HeadSpec = field(default_factory=HeadSpec)  # linear: stock GPT-NeoX
 
     @property
     def head_dim(self) -> int:
@@ -44,9 +47,18 @@ def parameter_count(width: int, layers: int, vocab_size: int) -> int:
 
 
 def gpt_neox_config(shape: ModelShape) -> GPTNeoXConfig:
+    """Pythia's config for the shape; a head other than linear or tied makes it the
+    `saturation_neox` config (saturation.model.hf_heads) with the head in it."""
     from transformers import GPTNeoXConfig
 
-    return GPTNeoXConfig(
+    config_class, head = GPTNeoXConfig, {}
+    if shape.head.class_name != "linear":
+        from saturation.model.hf_heads import SaturationNeoXConfig
+
+        config_class = SaturationNeoXConfig
+        head = {"saturation_head": shape.head.kind, "saturation_head_size": shape.head.size}
+    return config_class(
+        **head,
         vocab_size=shape.vocab_size,
         hidden_size=shape.width,
         num_hidden_layers=shape.layers,
@@ -59,7 +71,7 @@ def gpt_neox_config(shape: ModelShape) -> GPTNeoXConfig:
             "partial_rotary_factor": shape.rotary_pct,
         },
         use_parallel_residual=True,
-        tie_word_embeddings=False,
+        tie_word_embeddings=shape.head.kind == "tied",
         hidden_dropout=0.0,
         attention_dropout=0.0,
         initializer_range=0.02,
@@ -76,8 +88,12 @@ def build_model(shape: ModelShape, seed: int) -> GPTNeoXForCausalLM:
     import torch
     from transformers import GPTNeoXForCausalLM
 
+    model_class = GPTNeoXForCausalLM
+    if shape.head.class_name != "linear":
+        from saturation.model.hf_heads import SaturationNeoXForCausalLM as model_class
+
     torch.manual_seed(seed)
-    model = GPTNeoXForCausalLM(gpt_neox_config(shape))
+    model = model_class(gpt_neox_config(shape))
     model.config.use_cache = True  # what inference users (lm-eval) expect from a saved checkpoint
     return model
 
@@ -95,4 +111,5 @@ def shape_from_recipe(
         rotary_pct=model["rotary_pct"],
         mlp_ratio=model["mlp_ratio"],
         eos_id=eos_id,
+        head=HeadSpec.of(model.get("head")),
     )

@@ -77,11 +77,13 @@ class NeoXParameters(nn.Module):
         self.gpt_neox.layers = nn.ModuleList(_block(arch) for _ in range(arch.layers))
         self.gpt_neox.final_layer_norm = _LayerNorm(arch.width, eps=arch.eps, device=META)
         linear = partial(_Linear, device=META)
-        for name, module in HEADS[arch.head].modules(arch.width, arch.vocab_size, linear).items():
+        head = HEADS[arch.head].modules(arch.width, arch.vocab_size, arch.head_size, linear)
+        for name, module in head.items():
             self.add_module(name, module)
+        self._head_name = next(iter(head))  # `embed_out`, or `lm_head` for our other heads
 
-    def get_output_embeddings(self) -> nn.Module:  # what heads.LinearHead.of reads, as transformers
-        return self.embed_out
+    def get_output_embeddings(self) -> nn.Module:  # what the heads' `of` read, as transformers
+        return getattr(self, self._head_name)
 
 
 def read_weights(checkpoint_dir: str | Path) -> dict[str, torch.Tensor]:

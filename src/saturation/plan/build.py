@@ -50,6 +50,12 @@ class Plan:
         return [self.corpus, self.tokenizer, self.tokens, *evaltasks.values(), *per_run.values(),
                 self.tables, self.summary, *scaling, self.figures]  # fmt: skip
 
+    @property
+    def text_runs(self) -> dict[str, Run]:
+        """The runs measured on the corpus's text (trained here, or published and measured with
+        their own tokenizer), not on a synthetic language: what a scaling law may fit."""
+        return {name: run for name, run in self.runs.items() if not isinstance(run, SyntheticRun)}
+
     def find(self, stage_id: str) -> tuple[Stage, Run | None]:
         """The stage with this id, and the run it belongs to (None for shared stages)."""
         try:
@@ -132,13 +138,13 @@ def _tokenizer_recipe(config: Mapping[str, Any], corpus: Stage) -> dict[str, Any
     }
 
 
-def _check_scaling_runs(config: Mapping[str, Any], runs: Mapping[str, Run]) -> None:
-    """The law needs runs to be fitted on, of at least two sizes (`min_parameters`, counted from
-    the weights, is checked by the job)."""
+def _check_scaling_runs(config: Mapping[str, Any], runs: list[Run]) -> None:
+    """The law needs text runs to be fitted on, of at least two sizes (`min_parameters`, counted
+    from the weights, is checked by the job)."""
     threshold = config["scaling"]["min_width"]
     if not config["scaling"]["enabled"] or threshold is None:
         return
-    fitted = sorted({run.width for run in runs.values() if run.width >= threshold})
+    fitted = sorted({run.width for run in runs if run.width >= threshold})
     if len(fitted) < 2:
         raise ConfigError(
             f"scaling.min_width: {threshold} leaves widths {fitted}; fitting A and α needs at "
@@ -179,7 +185,7 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
         raise ConfigError(
             "widths: no runs to measure (list widths, synthetic languages, or models under suites)"
         )
-    _check_scaling_runs(config, runs)
+    _check_scaling_runs(config, [r for r in runs.values() if not isinstance(r, SyntheticRun)])
     tables = Stage(
         "tables",
         {

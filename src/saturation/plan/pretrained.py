@@ -12,29 +12,29 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from saturation.config import gpus_of, resolve_shape
+from saturation.config import gpus_of, resolve_head, resolve_shape
+from saturation.model.head_spec import HeadSpec
 from saturation.plan.runs import Run, SharedStages
 from saturation.plan.stages import Stage
 from saturation.schedule import checkpoint_steps
 
-# How the runs trained here are named; every other name is a published model's (plan/suites.py),
-# which figures label by name.
+# How the text runs trained here with the linear head are named: figures tell them by colour
+# (width) alone and label every other run by name (a published model's, plan/suites.py; a
+# synthetic language's; another head's).
 OWN_RUN_NAME = re.compile(r"^(?P<model>w\d+)-s\d+$")
+# every run trained here: `[{language}-]w{width}[{head suffix}]-s{seed}` (HeadSpec.suffix)
+TRAINED_RUN_NAME = re.compile(r"^(?P<model>(?:[a-z][a-z0-9]*-)?w\d+(?:-[a-z]+\d*)?)-s\d+$")
 
 
-def run_name(width: int, seed: int) -> str:
-    return f"w{width}-s{seed}"
-
-
-# a run trained here on a synthetic language (plan/synthetic.py): `{language}-w{width}-s{seed}`
-SYNTHETIC_RUN_NAME = re.compile(r"^(?P<model>[a-z][a-z0-9]*-w\d+)-s\d+$")
+def run_name(width: int, seed: int, head: HeadSpec | None = None) -> str:
+    return f"w{width}{(head or HeadSpec()).suffix}-s{seed}"
 
 
 def model_name(run: str) -> str:
     """The model a run is one seed of: runs trained here differ by seed only within a width
-    (`w32-s0`, `w32-s1` → `w32`; `r16-w8-s1` → `r16-w8`), so summaries and figures pool them;
-    a published run is a model of its own."""
-    match = OWN_RUN_NAME.match(run) or SYNTHETIC_RUN_NAME.match(run)
+    and head (`w32-s0`, `w32-s1` → `w32`; `r16-w8-mos4-s1` → `r16-w8-mos4`), so summaries and
+    figures pool them; a published run is a model of its own."""
+    match = TRAINED_RUN_NAME.match(run)
     return match["model"] if match else run
 
 
@@ -104,17 +104,15 @@ def trained_run(
     evaluated on the configured tasks; a run on another language (`prefix`) is not: the tasks
     are text of the corpus."""
     config, model = shared.config, shared.config["model"]
-    shape = resolve_shape(entry, model)
-    name = prefix + run_name(shape["width"], seed)
+    shape, head = resolve_shape(entry, model), resolve_head(entry, model)
+    name = prefix + run_name(shape["width"], seed, head)
     train = train_recipe(config, entry, seed)
+    architecture = shape | {k: model[k] for k in ("rotary_pct", "mlp_ratio", "vocab_multiple")}
+    if head != HeadSpec():  # the linear head is the recipe without one: its ids predate heads
+        architecture["head"] = head.recipe()
     pretrain = shared.stage(
         "pretrain",
-        {
-            "tokens": tokens.id,
-            "tokenizer": tokenizer.id,
-            "model": shape | {k: model[k] for k in ("rotary_pct", "mlp_ratio", "vocab_multiple")},
-            "train": train,
-        },
+        {"tokens": tokens.id, "tokenizer": tokenizer.id, "model": architecture, "train": train},
         name,
     )
     harvest = shared.stage("harvest", {"pretrain": pretrain.id}, name)
@@ -128,6 +126,8 @@ def trained_run(
             "width": shape["width"],
             "layers": shape["layers"],
             "seed": seed,
+            "head": head.label,
+            "logit_rank": head.logit_rank(shape["width"]),
         }
         | dict(attributes or {}),
         tokens=tokens,
