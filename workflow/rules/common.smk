@@ -298,6 +298,14 @@ def figure_table(wildcards):
     return PLAN.tables.file("table", table=table, ext="parquet")
 
 
+def figure_category(wildcards):
+    """The figure's section of the report: the bottleneck figure has its own, which the report
+    (sections ordered by name) shows first; every other figure is under Figures."""
+    if wildcards.figure == "bottleneck":
+        return "Bottleneck: a language of known logit rank"
+    return "Figures"
+
+
 def eval_task_inputs(wildcards):
     """Generated tasks read the held-out test split, and the train split to decontaminate it;
     local standard tasks their data files."""

@@ -8,7 +8,7 @@ rule plot_figure:
         png=report(
             PLAN.figures.file("figure", ext="png"),
             caption="../report/figure.rst",
-            category="Figures",
+            category=figure_category,
             labels={"figure": "{figure}"},
         ),
         pdf=PLAN.figures.file("figure", ext="pdf"),
