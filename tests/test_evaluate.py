@@ -437,3 +437,31 @@ def test_a_run_evaluated_in_one_process_equals_each_checkpoint_alone(
     assert [(e["measured"], e["reused"]) for e in lines] == [([PERPLEXITY_TASK], [CLOZE_TASK])] * 2
     alone = evaluate_checkpoint(folders[12], [heldout_tasks], [PERPLEXITY_TASK])
     assert json.loads(records[12][PERPLEXITY_TASK].read_text())["results"] == alone
+
+
+@pytest.mark.parametrize(
+    "head", [{"kind": "low_rank", "rank": 4}, {"kind": "mixture_of_softmaxes", "components": 2}]
+)
+def test_lm_eval_scores_a_checkpoint_of_another_head(
+    head: dict, heldout_tasks: Path, tiny_data: dict, tmp_path: Path
+) -> None:
+    """A `saturation_neox` checkpoint (issue 16's heads) goes through the same lm-eval path:
+    loaded by AutoModelForCausalLM, its loglikelihoods those of its own forward (a mixture's
+    logits are its log-probabilities)."""
+    from tests.conftest import tiny_recipe, train_tiny
+
+    recipe = tiny_recipe()
+    recipe["model"]["head"] = head
+    train_tiny(tmp_path, tiny_data, recipe)
+    lm = load_lm(tmp_path / "checkpoints" / "step12", batch_size=4)
+    assert type(lm.model).__name__ == "SaturationNeoXForCausalLM"
+    output = run_tasks(lm, [heldout_tasks], [CLOZE_TASK], limit=3, log_samples=True)
+    for sample in output["samples"][CLOZE_TASK]:
+        ((context, continuation),) = sample["arguments"]
+        context_ids, continuation_ids = (
+            lm.tokenizer.encode(context),
+            lm.tokenizer.encode(continuation),
+        )
+        ids = (context_ids + continuation_ids)[-(lm.max_length + 1) :]
+        expected, greedy = _manual_loglikelihood(lm.model, ids, len(continuation_ids))
+        assert sample["resps"][0][0] == (pytest.approx(expected, abs=1e-4), greedy)
