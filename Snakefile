@@ -25,6 +25,7 @@ include: "workflow/rules/suites.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/scaling.smk"
+include: "workflow/rules/ngram.smk"
 include: "workflow/rules/figures.smk"
 
 

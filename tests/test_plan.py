@@ -356,3 +356,16 @@ def test_the_scaling_law_sees_text_runs_only() -> None:
     config["widths"] = [{"width": 32}, {"width": 64}]
     plan = make_plan(config)
     assert sorted(plan.text_runs) == ["w32-s0", "w64-s0"] and len(plan.runs) > 2
+
+
+def test_the_ngram_stage_reads_the_text_tokens_when_runs_train_on_them(config: dict) -> None:
+    plan = make_plan(config)
+    assert plan.ngram.recipe["tokens"] == plan.tokens.id and plan.ngram.recipe["n"] == 5
+    assert plan.figures.recipe["ngram"] == plan.ngram.id
+    config["ngram"]["enabled"] = False
+    assert make_plan(config).ngram is None
+    config["ngram"]["enabled"] = True
+    config["widths"] = []  # a synthetic language alone: no text tokens to build for it
+    config["synthetic"]["languages"] = [{"name": "r4", "vocab": 16, "rank": 4}]
+    config["synthetic"]["widths"] = [{"width": 8}]
+    assert make_plan(validate_config(config)).ngram is None

@@ -238,21 +238,26 @@ def test_anisotropy_depth_uses_each_final_checkpoint(table: pd.DataFrame) -> Non
     assert anisotropy_depth.title(same_end).endswith("the final checkpoint (step 1)")
 
 
+@pytest.fixture(scope="module")
+def wcurve(tiny_data: dict[str, Path]) -> pd.DataFrame:
+    """The ngram stage's table of the tiny corpus (saturation.measure.ngram.dimensionality)."""
+    from saturation.measure.ngram import dimensionality
+
+    return dimensionality(tiny_data["train"], 3, 1, 0.01, [1, 2, 4, 8, 16, 32])[0]
+
+
 @pytest.mark.parametrize("name", sorted(DRAWN_FIGURES))  # the scaling figure: test_scaling.py
 def test_figures_render_png_and_pdf(
-    name: str, table: pd.DataFrame, spectra: pd.DataFrame, tmp_path: Path
+    name: str, table: pd.DataFrame, spectra: pd.DataFrame, wcurve: pd.DataFrame, tmp_path: Path
 ) -> None:
     figure = importlib.import_module(f"saturation.figures.{name}")
-    figure.plot(
-        spectra if FIGURES[name] == "spectra" else table, tmp_path / "f.png", tmp_path / "f.pdf"
-    )
+    drawn = {"spectra": spectra, "ngram": wcurve}.get(FIGURES[name], table)
+    figure.plot(drawn, tmp_path / "f.png", tmp_path / "f.pdf")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"
     first = {kind: (tmp_path / f"f.{kind}").read_bytes() for kind in ("png", "pdf")}
     time.sleep(1.1)  # a PDF's creation date has one-second resolution
-    figure.plot(
-        spectra if FIGURES[name] == "spectra" else table, tmp_path / "f.png", tmp_path / "f.pdf"
-    )
+    figure.plot(drawn, tmp_path / "f.png", tmp_path / "f.pdf")
     assert {kind: (tmp_path / f"f.{kind}").read_bytes() for kind in first} == first  # redrawn: same
 
 
@@ -349,3 +354,28 @@ def test_bottleneck_table_and_figure(tmp_path: Path) -> None:
     assert lines["H* = 2"] == [2.0, 2.0] and list(lines["r* = 4"]) == [0, 1]
     with pytest.raises(ValueError, match="no synthetic language"):
         bottleneck.plot(table.iloc[0:0], tmp_path / "b.png", tmp_path / "b.pdf")
+
+
+def test_the_data_dimensionality_table_and_figure(
+    tiny_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """The ngram stage's table: both kinds' W-error curves, as saturation.measure.ngram computes
+    them from the token file, decreasing in d; the figure draws them."""
+    from saturation.figures import data_dimensionality
+    from saturation.measure import ngram
+
+    dims = [1, 2, 4, 8, 16, 32]
+    table, info = ngram.dimensionality(tiny_data["train"], 3, 2, 0.01, dims)
+    counts = ngram.context_matrix_from_file(tiny_data["train"], 3, 2)
+    probabilities = ngram.probability_matrix(counts)
+    expected = ngram.w_error_curve(probabilities, ngram.squared_frobenius(probabilities), dims)
+    curve = table[table.kind == "probabilities"].set_index("d")["w_error"]
+    assert curve.to_dict() == pytest.approx(expected, abs=1e-12)
+    assert set(table.kind) == {"probabilities", "logits"} and list(curve.index) == dims
+    assert all((np.diff(group.w_error) <= 1e-12).all() for _, group in table.groupby("kind"))
+    assert info["contexts"] == counts.contexts_kept == table.contexts.iloc[0]
+    assert info["contexts_dropped"] > 0 and info["min_count"] == 2
+    assert set(info["seconds"]) == {"count", "probabilities", "logits"}
+    ax = data_dimensionality.plot(table, tmp_path / "d.png", tmp_path / "d.pdf").axes[0]
+    lines = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
+    assert lines["next-token probabilities (paper)"] == pytest.approx(list(curve))

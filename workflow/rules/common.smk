@@ -35,6 +35,7 @@ PLOTTED = [
         or (EVALUATED and WORD_PERPLEXITY_TASKS & set(config["evaluation"]["tasks"]))
     )
     and (FIGURES[f] != "scaling" or PLAN.scaling is not None)
+    and (FIGURES[f] != "ngram" or PLAN.ngram is not None)
     and (FIGURES[f] != "bottleneck" or PLAN.tables.recipe["oracles"])
 ]
 
@@ -166,6 +167,7 @@ def final_outputs():
         for e in ("csv", "md")
     ]
     scaling = [PLAN.scaling.file("fit")] if PLAN.scaling else []
+    ngram = [PLAN.ngram.file("info")] if PLAN.ngram else []
     return [
         *tokens,
         *oracle_tables(),
@@ -173,6 +175,7 @@ def final_outputs():
         *tables,
         *summaries,
         *scaling,
+        *ngram,
         *rules.figures.input,
     ]
 
@@ -291,10 +294,12 @@ def measurement_minutes(wildcards, kind):
 
 
 def figure_table(wildcards):
-    """The one table a figure is drawn from: a tidy table, or the scaling stage's."""
+    """The one table a figure is drawn from: a tidy table, or the scaling or ngram stage's."""
     table = FIGURES[wildcards.figure]
     if table == "scaling":
         return PLAN.scaling.file("table", ext="parquet")
+    if table == "ngram":
+        return PLAN.ngram.file("table", ext="parquet")
     return PLAN.tables.file("table", table=table, ext="parquet")
 
 

@@ -5,7 +5,8 @@ config's `figures` section and `summary.confidence`) is what a figure may be ask
 
 `FIGURES` maps each figure module to the table it reads, in the order the report shows them: a
 tidy table ("metrics", "spectra"; "bottleneck", drawn only where a synthetic language is
-configured) or the scaling stage's comparison table ("scaling", drawn only where `scaling.enabled`).
+configured), the scaling stage's comparison table ("scaling", drawn only where `scaling.enabled`)
+or the ngram stage's W-error curves ("ngram", drawn where that stage is planned).
 """
 
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ FIGURES: dict[str, str] = {
     "benchmark_perplexity": "metrics",  # Fig. 3
     "spectrum_heatmap": "spectra",  # Fig. 4
     "singular_entropy": "metrics",  # Fig. 5
+    "data_dimensionality": "ngram",  # Fig. 7
 }
 
 

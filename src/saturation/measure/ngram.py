@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, aslinearoperator, svds
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # At most this many rows or columns on the smaller side: the Gram matrix on that side is formed
 # densely (128 MiB at 4096) and diagonalised exactly. Above it, ARPACK's top-k (`svds`).
@@ -356,3 +359,50 @@ def w_error_curve(
         else:
             curve[d] = float(np.sqrt(max(0.0, frobenius_sq - head[d])) / norm)
     return curve
+
+
+WCURVE_COLUMNS = ["kind", "d", "w_error", "n", "contexts", "nnz"]
+
+
+def dimensionality(
+    bin_path: Path | str, n: int, min_count: int, smoothing: float, dims: list[int]
+) -> tuple[pd.DataFrame, dict]:
+    """The workflow's ngram stage: the W-error curve of a token file's next-token distributions
+    (`probabilities`, the paper's Fig. 7) and of their row-centred smoothed log-probabilities
+    (`logits`, what the softmax bottleneck constrains), one row per kind × d; and what it cost:
+    C, nnz, the contexts dropped by `min_count`, seconds per step and the process's peak memory."""
+    import resource
+    import time
+
+    import pandas as pd
+
+    started = time.perf_counter()
+    counts = context_matrix_from_file(bin_path, n, min_count)
+    counted = time.perf_counter()
+    probabilities = probability_matrix(counts)
+    curves = {"probabilities": w_error_curve(probabilities, squared_frobenius(probabilities), dims)}
+    measured = time.perf_counter()
+    logits = centred_log_probability_matrix(counts, smoothing)
+    curves["logits"] = w_error_curve(logits, logits.frobenius_sq, dims)
+    finished = time.perf_counter()
+    facts = {"n": n, "contexts": counts.contexts_kept, "nnz": counts.nnz}
+    table = pd.DataFrame(
+        [{"kind": kind, "d": d, "w_error": value} | facts
+         for kind, curve in curves.items() for d, value in sorted(curve.items())],
+        columns=WCURVE_COLUMNS,
+    )  # fmt: skip
+    info = facts | {
+        "tokens": counts.tokens_used,
+        "vocab_size": counts.vocab_size,
+        "min_count": min_count,
+        "contexts_dropped": counts.contexts_dropped,
+        "ngrams_skipped_eos": counts.ngrams_skipped_eos,
+        "smoothing": smoothing,
+        "seconds": {
+            "count": round(counted - started, 3),
+            "probabilities": round(measured - counted, 3),
+            "logits": round(finished - measured, 3),
+        },
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
+    return table, info

@@ -3,7 +3,7 @@ its DAG (workflow/rules/common.smk)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ class Plan:
     tables: Stage
     summary: Stage
     scaling: Stage | None  # the scaling-law extrapolation, when `scaling.enabled`
+    ngram: Stage | None  # the data's dimensionality, when `ngram.enabled` and runs train on text
     figures: Stage
     _owners: dict[str, tuple[Stage, Run | None]] = field(init=False, repr=False, compare=False)
 
@@ -46,9 +47,9 @@ class Plan:
         evaltasks = {stage.id: stage for stage in self.evaltasks.values()}  # generated: one
         # a stage several runs share (a synthetic language) once
         per_run = {stage.id: stage for run in self.runs.values() for stage in run.stages()}
-        scaling = [self.scaling] if self.scaling else []
+        optional = [stage for stage in (self.scaling, self.ngram) if stage is not None]
         return [self.corpus, self.tokenizer, self.tokens, *evaltasks.values(), *per_run.values(),
-                self.tables, self.summary, *scaling, self.figures]  # fmt: skip
+                self.tables, self.summary, *optional, self.figures]  # fmt: skip
 
     @property
     def text_runs(self) -> dict[str, Run]:
@@ -221,6 +222,7 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
     if config["scaling"]["enabled"]:
         settings = {k: v for k, v in config["scaling"].items() if k != "enabled"}
         scaling = Stage("scaling", {"tables": tables.id, "scaling": settings}, "scaling", results)
+    ngram = _ngram_stage(config, tokens, runs.values(), results)
     figures = Stage(
         "figures",
         {
@@ -231,9 +233,21 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
                 "confidence": config["summary"]["confidence"],
             },
         }
-        | ({"scaling": scaling.id} if scaling else {}),
+        | ({"scaling": scaling.id} if scaling else {})
+        | ({"ngram": ngram.id} if ngram else {}),
         name="figures",
         results=results,
     )
     return Plan(results, corpus, tokenizer, tokens, shared.evaltasks, runs, tables, summary,
-                scaling, figures)  # fmt: skip
+                scaling, ngram, figures)  # fmt: skip
+
+
+def _ngram_stage(
+    config: Mapping[str, Any], tokens: Stage, runs: Iterable[Run], results: str
+) -> Stage | None:
+    """The data's dimensionality on the shared text tokens: only where a run trains on them, so
+    a config of suites or synthetic languages alone never builds the corpus's tokens for it."""
+    settings = dict(config["ngram"])
+    if not settings.pop("enabled") or not any(run.tokens.id == tokens.id for run in runs):
+        return None
+    return Stage("ngram", {"tokens": tokens.id} | settings, "ngram", results)

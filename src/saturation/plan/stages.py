@@ -81,6 +81,7 @@ KINDS: dict[str, StageKind] = {
         StageKind("tables", 6, {"table": "{table}.{ext}"}),
         StageKind("summary", 3, {"table": "{table}.{ext}"}),
         StageKind("scaling", 1, {"table": "scaling.{ext}", "fit": "fit.json"}),
+        StageKind("ngram", 1, {"table": "wcurve.{ext}", "info": "ngram.json"}),
         StageKind("figures", 7, {"figure": "{figure}.{ext}"}),
     )
 }
