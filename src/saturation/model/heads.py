@@ -160,7 +160,26 @@ class LowRankProjection(nn.Module):
         return self.up(self.down(hidden))
 
 
-class LowRankHead:
+class _ModuleHead:
+    """A head that is one module of its own under `lm_head` (saturation.model.hf_heads), whose
+    forward gives the logits: saved as it is held, nothing to rename, nothing tied."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    @classmethod
+    def of(cls, model: nn.Module) -> _ModuleHead:
+        return cls(model.get_output_embeddings())
+
+    @staticmethod
+    def complete_state(state: dict[str, torch.Tensor], tied: bool) -> None:
+        """Nothing to complete."""
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.module(hidden)
+
+
+class LowRankHead(_ModuleHead):
     """A linear head of rank at most r, trained as its two factors (the head of a model whose
     trunk is wider than its logits' rank: the bottleneck without the narrow trunk). The fused
     loss runs on D h (N, r), so the chunked V-wide matmul is r-deep. The matrix measured is the
@@ -169,25 +188,11 @@ class LowRankHead:
     name: ClassVar[str] = "low_rank"
     DOWN, UP = "lm_head.down.weight", "lm_head.up.weight"
 
-    def __init__(self, module: LowRankProjection) -> None:
-        self.module = module
-
-    @classmethod
-    def of(cls, model: nn.Module) -> LowRankHead:
-        return cls(model.get_output_embeddings())
-
     @staticmethod
     def modules(
         width: int, vocab_size: int, size: int | None, linear: Callable[..., nn.Linear]
     ) -> dict[str, nn.Module]:
         return {"lm_head": LowRankProjection(width, vocab_size, int(size or 0), linear)}
-
-    @staticmethod
-    def complete_state(state: dict[str, torch.Tensor], tied: bool) -> None:
-        """Saved as it is held: nothing to rename, nothing tied."""
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.module(hidden)
 
     def loss(self, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
         return linear_cross_entropy(self.module.down(hidden), self.module.up.weight, targets, chunk)
@@ -230,7 +235,7 @@ class MixtureOfSoftmaxes(nn.Module):
         return torch.logsumexp(log_prior[..., None] + log_probs, dim=-2)
 
 
-class MixtureOfSoftmaxesHead:
+class MixtureOfSoftmaxesHead(_ModuleHead):
     """A mixture of K softmaxes (`MixtureOfSoftmaxes`): its log-probabilities have no rank
     bound, which is how it can break the softmax bottleneck. Trained with the fused mixture
     loss (saturation.model.losses.mixture_cross_entropy: never the (N, K, V) logits at once).
@@ -240,25 +245,11 @@ class MixtureOfSoftmaxesHead:
     name: ClassVar[str] = "mixture_of_softmaxes"
     DECODER = "lm_head.decoder.weight"
 
-    def __init__(self, module: MixtureOfSoftmaxes) -> None:
-        self.module = module
-
-    @classmethod
-    def of(cls, model: nn.Module) -> MixtureOfSoftmaxesHead:
-        return cls(model.get_output_embeddings())
-
     @staticmethod
     def modules(
         width: int, vocab_size: int, size: int | None, linear: Callable[..., nn.Linear]
     ) -> dict[str, nn.Module]:
         return {"lm_head": MixtureOfSoftmaxes(width, vocab_size, int(size or 0), linear)}
-
-    @staticmethod
-    def complete_state(state: dict[str, torch.Tensor], tied: bool) -> None:
-        """Saved as it is held: nothing to rename, nothing tied."""
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.module(hidden)
 
     def loss(self, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
         latents, log_prior = self.module.mixture_inputs(hidden)
