@@ -220,6 +220,30 @@ def test_analysis_matches_the_models_own_forward(
         assert metrics[f"anisotropy_d{depth:02d}"] == pytest.approx(meter.values()[depth], abs=1e-5)
 
 
+@pytest.mark.parametrize("family", BUILDERS)
+def test_head_sweep_states_of_any_family(
+    families: dict[str, Path], tiny_data: dict, family: str
+) -> None:
+    """The states a head sweep caches are what the family's own head reads: its own head's loss
+    on them is the model's own forward loss (up to the states' float16 rounding), its own
+    logit transform (Gemma 2's soft cap) included, over the tokenizer's ids."""
+    from saturation.measure.analysis import HeldoutSample
+    from saturation.measure.states import OWN_NLL, extract_states, states_array
+
+    samples = {name: HeldoutSample.load(tiny_data[split], SEQ_LEN, VAL_TOKENS)
+               for name, split in (("fit", "train"), ("heldout", "val"))}  # fmt: skip
+    record, arrays = extract_states(families[family], samples, BATCH)
+    windows = torch.from_numpy(samples["heldout"].windows)
+    n_rows = len(load_tokenizer(tiny_data["tokenizer"]))
+    with torch.no_grad():
+        logits = reference_model(families[family])(input_ids=windows[:, :-1]).logits[..., :n_rows]
+    nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten(),
+                                            reduction="none")  # fmt: skip
+    np.testing.assert_allclose(arrays[OWN_NLL], nll.numpy(), rtol=2e-3, atol=2e-3)
+    assert record["info"]["width"] == arrays[states_array("fit")].shape[1]
+    assert record["info"]["fit_tokens"] == record["info"]["heldout_tokens"] == VAL_TOKENS
+
+
 def test_the_gpt_neox_path_never_imports_transformers(
     families: dict[str, Path], tiny_data: dict, tmp_path: Path
 ) -> None:

@@ -39,7 +39,8 @@ def test_one_learning_rate_change_moves_only_that_run(config: dict) -> None:
     changed["widths"][1]["lr"] = 5e-4
     after = ids(make_plan(changed))
     moved = {key for key in before if before[key] != after[key]}
-    expected = {(stage, "w64-s0") for stage in ("pretrain", "harvest", "analyze", "evaluate")}
+    stages = ("pretrain", "harvest", "analyze", "evaluate", "heads")
+    expected = {(stage, "w64-s0") for stage in stages}
     assert moved == expected | {
         ("tables", "tables"),
         ("summary", "summary"),
@@ -369,3 +370,32 @@ def test_the_ngram_stage_reads_the_text_tokens_when_runs_train_on_them(config: d
     config["synthetic"]["languages"] = [{"name": "r4", "vocab": 16, "rank": 4}]
     config["synthetic"]["widths"] = [{"width": 8}]
     assert make_plan(validate_config(config)).ngram is None
+
+
+def test_head_sweeps_are_planned_for_the_selected_text_widths(config: dict) -> None:
+    """`heads.widths` picks the runs on text whose final checkpoints are swept (the default's:
+    32 and 64), each with its rank grid up to its width; a synthetic language's runs never are.
+    The sweep's settings move its id and those of the tables read from it, nothing upstream."""
+    plan = make_plan(config)
+    swept = {name: run.heads for name, run in plan.runs.items() if run.heads is not None}
+    assert sorted(swept) == ["w32-s0", "w64-s0"]
+    assert swept["w32-s0"].recipe["ranks"] == [2, 4, 8, 16, 32]
+    assert swept["w64-s0"].recipe["ranks"] == [2, 4, 8, 16, 32, 64]
+    assert swept["w32-s0"].recipe["checkpoints"] == ["final"]
+    assert "analyze" not in swept["w32-s0"].recipe
+    assert plan.find(swept["w64-s0"].id)[1].name == "w64-s0"
+    before = ids(plan)
+    config["heads"]["lrs"] = [1e-3]
+    config["heads"]["checkpoints"] = ["best", "final"]
+    after = ids(make_plan(config))
+    changed = {key for key in before if before[key] != after.get(key)}
+    tables = {("tables", "tables"), ("summary", "summary"), ("figures", "figures")}
+    assert changed == {("heads", "w32-s0"), ("heads", "w64-s0")} | tables
+    assert (
+        make_plan(config).runs["w32-s0"].heads.recipe["analyze"] == plan.runs["w32-s0"].analyze.id
+    )
+    config["heads"]["widths"] = None  # every text run
+    every = make_plan(config)
+    assert {name for name, run in every.runs.items() if run.heads} == set(every.text_runs)
+    config["heads"]["enabled"] = False
+    assert all(run.heads is None for run in make_plan(config).runs.values())

@@ -195,7 +195,10 @@ def test_every_job_goes_through_sbatch(micro_slurm: tuple[Path, str]) -> None:
     assert ran["plot_figure"] == len(DRAWN_FIGURES) and ran["tidy_table"] == 1
     assert not GROUP_JOB.findall(log)
     data = {"build_corpus": 1, "train_tokenizer": 1, "tokenize": 3, "build_eval_tasks": 1}
-    singles = sum(data.values()) + 4 * runs + 3 + len(DRAWN_FIGURES)  # + tables, summary, ngram
+    swept = len(yaml.safe_load(MICRO.read_text())["heads"]["widths"])  # one sweep_heads each
+    singles = (
+        sum(data.values()) + 4 * runs + swept + 3 + len(DRAWN_FIGURES)
+    )  # + tables, summary, ngram
     assert len(submitted) == singles
 
     # SLURM's own accounting of this run: every submission, all completed

@@ -246,12 +246,64 @@ def wcurve(tiny_data: dict[str, Path]) -> pd.DataFrame:
     return dimensionality(tiny_data["train"], 3, 1, 0.01, [1, 2, 4, 8, 16, 32])[0]
 
 
+def heads_table() -> pd.DataFrame:
+    """A heads table of two swept checkpoints, shaped as saturation.measure.head_sweep writes it:
+    the loss falls with the rank to the full-rank head's, the W-error with it."""
+    rows = []
+    for run, width in (("w8-s0", 8), ("w16-s0", 16)):
+        base = {"run": run, "width": width, "seed": 0, "step": 100}
+        rows.append(base | {"head": "own", "rank": width, "chosen": True, "loss": 3.0,
+                            "accuracy": 0.3})  # fmt: skip
+        for rank in [r for r in (2, 4, 8, 16) if r <= width]:
+            for init in ("normal", "scaled"):
+                for lr in (1e-3, 1e-2):
+                    loss = 3.0 + 1 / rank + (lr == 1e-3) * 0.1 + (init == "normal") * 0.2
+                    rows.append(base | {
+                        "head": "low_rank", "rank": rank, "init": init, "lr": lr,
+                        "chosen": lr == 1e-2, "select_loss": loss, "loss": loss,
+                        "accuracy": 0.3 - 0.1 / rank, "w_error": 1 - rank / width,
+                        "tail_norm": float(width - rank),
+                    })  # fmt: skip
+        for init in ("normal", "scaled"):
+            for lr in (1e-3, 1e-2):
+                rows.append(base | {
+                    "head": "full_rank", "rank": width, "init": init, "lr": lr,
+                    "chosen": lr == 1e-2, "select_loss": 3.0 + 1 / width + (init == "normal"),
+                    "loss": 3.0 + 1 / width, "accuracy": 0.3, "w_error": 0.0, "tail_norm": 0.0,
+                })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_head_sweep_figures_read_the_chosen_heads(tmp_path: Path) -> None:
+    from saturation.figures import head_learning_rates, loss_vs_w_error, rank_heads
+
+    table = heads_table()
+    loss_axis = rank_heads.plot(table, tmp_path / "a.png", tmp_path / "a.pdf").axes[0]
+    lines = {line.get_label(): line for line in loss_axis.get_lines()}
+    scaled = lines["w8-s0@100, scaled init"]
+    assert list(scaled.get_xdata()) == [2, 4, 8]
+    assert list(scaled.get_ydata()) == pytest.approx([3.5, 3.25, 3.125])
+    assert list(lines["w8-s0@100: own head"].get_ydata()) == [3.0, 3.0]
+    assert list(lines["w16-s0@100: full rank, retrained"].get_ydata()) == [3.0625] * 2
+    left = loss_vs_w_error.plot(table, tmp_path / "b.png", tmp_path / "b.pdf").axes
+    (w8,) = [line for line in left[0].get_lines() if line.get_label() == "w8-s0@100"]
+    assert list(w8.get_xdata()) == [0.75, 0.5, 0.0]  # the better (scaled) init's heads
+    (gap,) = [line for line in left[1].get_lines() if line.get_label() == "w8-s0@100"]
+    assert list(gap.get_xdata()) == [6.0, 4.0]  # rank 8 = d has no tail: left out of the log axis
+    assert list(gap.get_ydata()) == pytest.approx([0.5 - 0.125, 0.25 - 0.125])
+    rates = head_learning_rates.plot(table, tmp_path / "c.png", tmp_path / "c.pdf").axes[0]
+    chosen = {line.get_label(): list(line.get_ydata()) for line in rates.get_lines()}
+    assert chosen["w16-s0@100, normal init"] == [1e-2] * 4
+    with pytest.raises(ValueError, match="no run is swept"):
+        rank_heads.plot(table.iloc[:0], tmp_path / "d.png", tmp_path / "d.pdf")
+
+
 @pytest.mark.parametrize("name", sorted(DRAWN_FIGURES))  # the scaling figure: test_scaling.py
 def test_figures_render_png_and_pdf(
     name: str, table: pd.DataFrame, spectra: pd.DataFrame, wcurve: pd.DataFrame, tmp_path: Path
 ) -> None:
     figure = importlib.import_module(f"saturation.figures.{name}")
-    drawn = {"spectra": spectra, "ngram": wcurve}.get(FIGURES[name], table)
+    drawn = {"spectra": spectra, "ngram": wcurve, "heads": heads_table()}.get(FIGURES[name], table)
     figure.plot(drawn, tmp_path / "f.png", tmp_path / "f.pdf")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"

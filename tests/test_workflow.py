@@ -100,6 +100,17 @@ def test_whole_dag(micro: tuple[Path, subprocess.CompletedProcess]) -> None:
     assert (table[table.metric == "sat_wordperplexity/word_perplexity"].value > 1).all()
     spectra = pd.read_parquet(tables / "spectra.parquet")
     assert len(spectra) == 16 * n_steps + 32 * n_steps  # every singular value of both heads
+    # the width-16 run's final checkpoint swept: states cached once, ranks 2, 4, 16 and a
+    # full-rank head at one learning rate and init, and its own head
+    assert ran["sweep_heads"] == 1
+    assert len(records(results, "states")) == 1 and len(records(results, "heads")) == 4
+    heads = pd.read_parquet(tables / "heads.parquet")
+    assert sorted(zip(heads["head"], heads["rank"], strict=True)) == [
+        ("full_rank", 16), ("low_rank", 2), ("low_rank", 4), ("low_rank", 16), ("own", 16)
+    ]  # fmt: skip
+    assert heads.chosen.all() and (heads.step == 40).all() and heads.loss.notna().all()
+    curves = pd.read_parquet(tables / "head_curves.parquet")
+    assert sorted(curves["update"].unique()) == [10, 20]
     (summaries,) = (results / "summary").iterdir()  # its own stage: its settings rerun it alone
     assert len(pd.read_csv(summaries / "benchmarks.csv")) == n_runs * 5  # acc, ppl, 3 rolling
     assert (pd.read_csv(summaries / "benchmarks.csv").best_step == 40).all()
@@ -321,6 +332,21 @@ def test_a_new_task_runs_only_its_own_jobs(
     assert set(table[table.metric.str.startswith("sciq/")].metric) == {"sciq/acc", "sciq/acc_norm"}
     again = snakemake(workdir, "--configfile", str(MICRO), str(extra))
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_rank_added_trains_only_its_heads(
+    micro: tuple[Path, subprocess.CompletedProcess], tmp_path: Path
+) -> None:
+    """The sweep's job reruns (its recipe changed); the cached states and every head already
+    trained are reused: one new head, nothing upstream."""
+    workdir, _ = micro
+    results = workdir / "results"
+    states, heads = records(results, "states"), records(results, "heads")
+    extra = write_config(tmp_path / "rank.yaml", {"heads": {"ranks": [2, 4, 8]}})
+    ran = jobs_run(snakemake(workdir, "--configfile", str(MICRO), str(extra)))
+    assert ran["sweep_heads"] == 1
+    assert {"pretrain", "harvest", "analyze_run", "evaluate_run"}.isdisjoint(ran)
+    assert records(results, "states") == states and len(records(results, "heads") - heads) == 1
 
 
 def kill_test_config(tmp_path: Path) -> Path:

@@ -6,7 +6,10 @@ measurements without one). `spectra`: one row per run × checkpoint × singular 
 head (rank 1 = largest) and of the row-centred head, so spectrum figures need no model files.
 `windows`: one row per run × checkpoint × split (val, and train where sampled) × held-out window,
 its mean loss: the summary's bootstrap resamples them. `runs`: one row per run, its source (where
-its checkpoints come from) and every attribute (family, width, layers, seed, …).
+its checkpoints come from) and every attribute (family, width, layers, seed, …). `heads`: one row
+per swept run × checkpoint × head trained on its frozen states (saturation.measure.head_sweep:
+low-rank or full-rank, rank, init, learning rate, `chosen` where that learning rate won its
+(rank, init)), and the checkpoint's own head; `head_curves`: every such head's training curve.
 """
 
 from __future__ import annotations
@@ -32,8 +35,23 @@ WINDOW_COLUMNS = [*RUN_COLUMNS, "split", "window", "loss"]
 RUNS_COLUMNS = ["run", "source", "family", "width", "layers", "seed"]  # then other attributes
 # the arrays beside each checkpoint's analysis record (saturation.measure.analysis)
 SPECTRUM_FILES = {"sigma": f"{SIGMA_ARRAY}.npy", "sigma_centred": f"{SIGMA_CENTRED_ARRAY}.npy"}
+HEAD_KEYS = ["head", "rank", "init", "lr"]
+HEADS_COLUMNS = [
+    "run", "width", "seed", "step", *HEAD_KEYS, "chosen", "select_loss", "loss", "accuracy",
+    "train_loss", "w_error", "tail_norm", "seconds",
+]  # fmt: skip
+HEAD_CURVES_COLUMNS = ["run", "width", "seed", "step", *HEAD_KEYS, "update", "train_loss",
+                       "select_loss"]  # fmt: skip
 # the key columns of each table after run and step, which order its rows
-ROW_KEYS = {"metrics": ["metric"], "spectra": ["rank"], "windows": ["split", "window"]}
+ROW_KEYS = {
+    "metrics": ["metric"],
+    "spectra": ["rank"],
+    "windows": ["split", "window"],
+    "heads": HEAD_KEYS,
+    "head_curves": [*HEAD_KEYS, "update"],
+}
+# the columns of a table no run has rows of (no run is swept)
+EMPTY_COLUMNS = {"heads": HEADS_COLUMNS, "head_curves": HEAD_CURVES_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -189,8 +207,10 @@ def runs_table(runs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def combine_run_tables(paths: Sequence[str | Path], kind: str) -> pd.DataFrame:
-    """A workflow table of `kind` (metrics, spectra, windows): every run's table stacked (each
-    run is measured on its own)."""
+    """A workflow table of `kind` (metrics, spectra, windows, heads, head_curves): every run's
+    table stacked (each run is measured on its own)."""
+    if not paths:
+        return pd.DataFrame(columns=EMPTY_COLUMNS[kind])
     return _sorted(pd.concat([read_tidy_table(p) for p in paths], ignore_index=True), kind)
 
 

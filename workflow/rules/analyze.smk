@@ -36,6 +36,8 @@ rule tidy_table:
         + [run.evaluate.file("table") for run in PLAN.runs.values() if run.evaluate],
         spectra=[run.analyze.file("spectra") for run in PLAN.runs.values()],
         windows=[run.analyze.file("windows") for run in PLAN.runs.values()],
+        heads=[run.heads.file("table") for run in PLAN.runs.values() if run.heads],
+        head_curves=[run.heads.file("curves") for run in PLAN.runs.values() if run.heads],
         oracles=oracle_tables(),
     output:
         **{

@@ -21,12 +21,13 @@ except (ConfigError, CorpusError, FileNotFoundError) as err:  # missing paths ar
 
 RESULTS = PLAN.results
 ENV = "../../envs/saturation.yaml"
-TABLES = ["metrics", "spectra", "windows", "runs", "bottleneck"]
+TABLES = ["metrics", "spectra", "windows", "runs", "bottleneck", "heads", "head_curves"]
 WORD_PERPLEXITY_TASKS = {metric.split("/")[0] for metric in WORD_PERPLEXITY_METRICS}
 # the figures this config can draw: the benchmark figure needs a word-perplexity task and a run
 # evaluated on it (runs on a synthetic language are not), the scaling figure the scaling stage,
-# the bottleneck figure a synthetic language
+# the bottleneck figure a synthetic language, the head figures a swept run
 EVALUATED = any(run.evaluate for run in PLAN.runs.values())
+SWEPT = any(run.heads for run in PLAN.runs.values())
 PLOTTED = [
     f
     for f in FIGURES
@@ -37,6 +38,7 @@ PLOTTED = [
     and (FIGURES[f] != "scaling" or PLAN.scaling is not None)
     and (FIGURES[f] != "ngram" or PLAN.ngram is not None)
     and (FIGURES[f] != "bottleneck" or PLAN.tables.recipe["oracles"])
+    and (FIGURES[f] != "heads" or SWEPT)
 ]
 
 
@@ -49,6 +51,7 @@ wildcard_constraints:
     tokens_id=PLAN.ids("tokens"),
     language_id=PLAN.ids("language"),
     oracle_id=PLAN.ids("oracle"),
+    heads_id=PLAN.ids("heads"),
     figure="|".join(PLOTTED),
 
 
@@ -277,6 +280,7 @@ def run_columns(wildcards):
 # Minutes a run's measurement job asks of SLURM per checkpoint it may measure (a CPU-sized
 # guess: profiles/slurm can replace the total with set-resources).
 MINUTES_PER_CHECKPOINT = {"analysis": 5, "evaluation": 10}
+MINUTES_PER_HEAD = 2  # a head of a sweep, on the cached states
 
 
 def measurement_minutes(wildcards, kind):
@@ -286,6 +290,11 @@ def measurement_minutes(wildcards, kind):
 
     run = run_of(wildcards)
     steps = run.checkpoint_steps
+    if kind == "heads":  # the states pass, and every head of the grid (its full-rank one too)
+        recipe = run.heads.recipe
+        heads = (len(recipe["ranks"]) + 1) * len(recipe["inits"]) * len(recipe["lrs"])
+        per_checkpoint = MINUTES_PER_CHECKPOINT["analysis"] + MINUTES_PER_HEAD * heads
+        return 10 + per_checkpoint * len(recipe["checkpoints"])
     if kind == "evaluation":
         checkpoints = planned_evaluations(run.evaluate.recipe["checkpoints"], steps)
     else:
@@ -335,6 +344,26 @@ def evaluation_inputs(wildcards):
     }
     if "analyze" in stage.recipe:
         inputs["analysis"] = run.analyze.file("table")
+    return inputs
+
+
+def head_sweep_inputs(wildcards):
+    """The run's manifest, the weights of the checkpoints its sweep selects, the samples' token
+    files (val, train) and its analysis where the selection includes the lowest-loss step."""
+    from saturation.plan.select import selected_steps
+
+    stage, run = job_owner(wildcards)
+    selection = {"every_k": None, "last_n": None, "include": stage.recipe["checkpoints"]}
+    inputs = {"manifest": manifest_of(run)}
+    table = None
+    if "analyze" in stage.recipe:
+        table = checkpoints.analyze_run.get(analyze_id=run.analyze.id).output.metrics
+        inputs["analysis"] = table
+    steps = selected_steps(selection, sorted(harvested_steps(run)), table)
+    inputs["weights"] = verified_weights(stage, run, steps)
+    for split in ("val", "train"):
+        inputs[split] = run.tokens.file("bin", split=split)
+        inputs[f"{split}_header"] = run.tokens.file("header", split=split)
     return inputs
 
 

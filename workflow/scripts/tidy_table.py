@@ -6,7 +6,7 @@ from saturation.tables import bottleneck_table, combine_run_tables, runs_table, 
 
 log_to_file(snakemake.log[0])
 tables = {}
-for kind in ("metrics", "spectra", "windows"):
+for kind in ("metrics", "spectra", "windows", "heads", "head_curves"):
     tables[kind] = combine_run_tables(snakemake.input[kind], kind)
 tables["runs"] = runs_table(snakemake.params.recipe["runs"])
 tables["bottleneck"] = bottleneck_table(tables["metrics"], tables["runs"], snakemake.params.oracles)

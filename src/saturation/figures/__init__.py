@@ -6,7 +6,8 @@ config's `figures` section and `summary.confidence`) is what a figure may be ask
 `FIGURES` maps each figure module to the table it reads, in the order the report shows them: a
 tidy table ("metrics", "spectra"; "bottleneck", drawn only where a synthetic language is
 configured), the scaling stage's comparison table ("scaling", drawn only where `scaling.enabled`)
-or the ngram stage's W-error curves ("ngram", drawn where that stage is planned).
+or the ngram stage's W-error curves ("ngram", drawn where that stage is planned); the head
+sweeps' table ("heads") is drawn where a run is swept.
 """
 
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ FIGURES: dict[str, str] = {
     "benchmark_perplexity": "metrics",  # Fig. 3
     "spectrum_heatmap": "spectra",  # Fig. 4
     "singular_entropy": "metrics",  # Fig. 5
+    "rank_heads": "heads",  # Fig. 6
     "data_dimensionality": "ngram",  # Fig. 7
+    "loss_vs_w_error": "heads",  # Fig. 8
+    "head_learning_rates": "heads",  # Fig. 9
 }
 
 

@@ -197,6 +197,7 @@ def make_plan(config: Mapping[str, Any]) -> Plan:
                     "analyze": run.analyze.id,
                     "evaluate": run.evaluate.id if run.evaluate else None,
                 }
+                | ({"heads": run.heads.id} if run.heads else {})
                 for name, run in runs.items()
             },
             # each synthetic language's oracle, for the bottleneck table (saturation.tables)

@@ -116,8 +116,9 @@ def trained_run(
         name,
     )
     harvest = shared.stage("harvest", {"pretrain": pretrain.id}, name)
-    measurements = shared.measurements(name, harvest, tokens, train["seq_len"], True)
-    if prefix:
+    text_width = None if prefix else shape["width"]
+    measurements = shared.measurements(name, harvest, tokens, train["seq_len"], True, text_width)
+    if prefix:  # the tasks are the corpus's text
         measurements["evaluate"] = None
     return run_class(
         name=name,

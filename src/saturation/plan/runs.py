@@ -31,6 +31,7 @@ class Run:
     harvest: Stage
     analyze: Stage
     evaluate: Stage | None  # every task on a selection of its checkpoints (None: no tasks)
+    heads: Stage | None  # rank-constrained heads on frozen checkpoints (None: not swept)
 
     @property
     def seq_len(self) -> int:
@@ -55,8 +56,8 @@ class Run:
         return []
 
     def stages(self) -> list[Stage]:
-        evaluate = [self.evaluate] if self.evaluate else []
-        return [*self.own_stages(), self.harvest, self.analyze, *evaluate]
+        optional = [stage for stage in (self.evaluate, self.heads) if stage is not None]
+        return [*self.own_stages(), self.harvest, self.analyze, *optional]
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,19 @@ class SharedStages:
         return Stage(kind, recipe, name=name, results=self.results)
 
     def measurements(
-        self, name: str, harvest: Stage, tokens: Stage, seq_len: int, trained_on_tokens: bool
+        self,
+        name: str,
+        harvest: Stage,
+        tokens: Stage,
+        seq_len: int,
+        trained_on_tokens: bool,
+        text_width: int | None,
     ) -> dict[str, Any]:
         """The run's measurement stages, as keyword arguments of its Run; `seq_len` is the
         context of its held-out windows; `trained_on_tokens`: whether `tokens`' train split is
-        what the run trained on (then a sample of it is scored too: `analysis.train_tokens`)."""
+        what the run trained on (then a sample of it is scored too: `analysis.train_tokens`);
+        `text_width`: the width of a run on the corpus's text (None for a synthetic language),
+        whose checkpoints may get a head sweep (`heads`)."""
         evaluation = self.config["evaluation"]
         analysis = dict(self.config["analysis"])
         if not trained_on_tokens:
@@ -89,8 +98,9 @@ class SharedStages:
              "record_version": RECORD_VERSIONS["analysis"]} | analysis,
             name,
         )  # fmt: skip
+        heads = self.head_sweep(name, harvest, tokens, seq_len, text_width, analyze)
         if not evaluation["tasks"]:
-            return {"analyze": analyze, "evaluate": None}
+            return {"analyze": analyze, "evaluate": None, "heads": heads}
         selection = dict(evaluation["checkpoints"])
         evaluate = self.stage(
             "evaluate",
@@ -109,4 +119,42 @@ class SharedStages:
             | ({"analyze": analyze.id} if "best" in selection["include"] else {}),
             name,
         )
-        return {"analyze": analyze, "evaluate": evaluate}
+        return {"analyze": analyze, "evaluate": evaluate, "heads": heads}
+
+    def head_sweep(
+        self,
+        name: str,
+        harvest: Stage,
+        tokens: Stage,
+        seq_len: int,
+        width: int | None,
+        analyze: Stage,
+    ) -> Stage | None:
+        """The heads stage of a run on text whose width `heads.widths` selects (None: every
+        width), its rank grid resolved for the width (saturation.measure.head_sweep)."""
+        from saturation.measure.rank_heads import ranks_for
+
+        settings = self.config["heads"]
+        if not settings["enabled"] or width is None:
+            return None
+        if settings["widths"] is not None and width not in settings["widths"]:
+            return None
+        include = list(settings["checkpoints"])
+        return self.stage(
+            "heads",
+            {
+                "harvest": harvest.id,
+                "tokens": tokens.id,
+                "seq_len": seq_len,
+                "checkpoints": include,
+                "states": {k: settings[k] for k in ("fit_tokens", "heldout_tokens", "batch_size")},
+                "ranks": ranks_for(width, settings["ranks"]),
+                "inits": list(settings["inits"]),
+                "lrs": list(settings["lrs"]),
+                "train": dict(settings["train"]),
+                "record_versions": {k: RECORD_VERSIONS[k] for k in ("states", "heads")},
+            }
+            # the lowest-loss checkpoint is found in the run's analysis
+            | ({"analyze": analyze.id} if "best" in include else {}),
+            name,
+        )

@@ -78,10 +78,13 @@ KINDS: dict[str, StageKind] = {
             {"table": "metrics.csv", "spectra": "spectra.csv", "windows": "windows.csv"},
         ),
         StageKind("evaluate", 2, {"table": "metrics.csv"}),
-        StageKind("tables", 6, {"table": "{table}.{ext}"}),
+        StageKind("tables", 7, {"table": "{table}.{ext}"}),
         StageKind("summary", 3, {"table": "{table}.{ext}"}),
         StageKind("scaling", 1, {"table": "scaling.{ext}", "fit": "fit.json"}),
         StageKind("ngram", 1, {"table": "wcurve.{ext}", "info": "ngram.json"}),
+        # a run's rank-constrained heads on frozen checkpoints (saturation.measure.head_sweep):
+        # its tables here; the cached states and every head's record in results/measurements/
+        StageKind("heads", 1, {"table": "heads.csv", "curves": "curves.csv"}),
         StageKind("figures", 7, {"figure": "{figure}.{ext}"}),
     )
 }
@@ -89,7 +92,7 @@ FORMAT_VERSIONS = {name: kind.version for name, kind in KINDS.items()}
 # The per-checkpoint records of the measurement store (saturation.measure.store), bumped when what
 # a record holds changes meaning: part of every record's key, and of the recipe of the stage that
 # tabulates them (analyze, evaluate), so a bump remakes the records and the tables read from them.
-RECORD_VERSIONS = {"analysis": 6, "evaluation": 1}
+RECORD_VERSIONS = {"analysis": 6, "evaluation": 1, "states": 1, "heads": 1}
 
 
 class _Wildcards(dict):

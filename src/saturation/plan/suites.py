@@ -265,7 +265,9 @@ def suite_runs(shared: SharedStages) -> Iterator[SuiteRun]:
             attributes=model.attributes,
             tokens=tokens,
             harvest=harvest,
-            **shared.measurements(model.name, harvest, tokens, model.seq_len, False),
+            **shared.measurements(
+                model.name, harvest, tokens, model.seq_len, False, model.attributes["width"]
+            ),
             repo=model.repo,
             path=model.folder["path"] if model.folder else None,
             revisions=model.revisions,
