@@ -98,13 +98,13 @@ def to_markdown(costs: pd.DataFrame) -> str:
 def read_checkpoint_events(logs: str | Path, stage_ids: Iterable[str]) -> pd.DataFrame:
     """One row per checkpoint of the given stages' measurement jobs (rule, job, step, measured,
     reused, seconds): the job's latest line for each step, as the event log is appended to
-    by every run of the job."""
+    by every run of the job. A head sweep's log also has a line per trained head: left out,
+    its checkpoints' lines are the states pass (the head training is outside them)."""
     rows = []
     for path, job in job_files(logs, EVENTS_SUFFIX, stage_ids):
         latest = {}
         for line in path.read_text().splitlines():
-            if line.strip():
-                event = json.loads(line)
+            if line.strip() and "measured" in (event := json.loads(line)):
                 latest[event["step"]] = event
         rows += [
             {"rule": path.parent.name, "job": job, "step": step, "measured": len(event["measured"]),
