@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one pass sized for a short lease (at most 9.5 minutes on one H100):
-# the throughput table of issue 5 (Pythia shapes, profiled at width 512), then the GPU tests.
+# the throughput table of issue 5 (Pythia shapes, profiled at width 512), then the GPU tests, then
+# (where time is left) the head sweep at Pythia-70m's shape.
 # Each stage has a deadline, so a slow stage costs the later ones rather than the whole run;
 # results land in $OUT (default results/gpu_session) as they are made.
 #
@@ -35,5 +36,11 @@ if [ "$(elapsed)" -lt 480 ]; then
         tests/test_gpu.py >"$OUT/pytest_gpu.txt" 2>&1
     echo "# pytest exit $? at $(elapsed) s"
     grep -E "relative|max \|Δloss\||pretrain on cuda|passed|failed|Error" "$OUT/pytest_gpu.txt" | tail -20
+fi
+# 3. where time is left: the head sweep of issue 15 at Pythia-70m's shape (trunk forward vs heads)
+if [ "$(elapsed)" -lt 520 ]; then
+    timeout $((580 - $(elapsed))) "$PY" benchmarks/head_sweep.py --width 512 --layers 6 \
+        --vocab 50304 --seq-len 2048 --device cuda --skip-ngram 2>"$OUT/head_sweep.err" |
+        tee "$OUT/head_sweep.md"
 fi
 echo "# done at $(elapsed) s"

@@ -179,3 +179,25 @@ def test_pretrain_on_gpu_resumes(tmp_path: Path, text_data: dict[str, Path]) -> 
     assert reloaded.config.hidden_size == 64 and not any(
         p.is_cuda or not torch.isfinite(p).all() for p in reloaded.parameters()
     )
+
+
+def test_a_head_trains_on_the_gpu_as_on_the_cpu(exact_fp32) -> None:
+    """The head sweep's training (saturation.measure.rank_heads) on the device: the minibatch
+    draws are made on the CPU, so the same seed trains the same head on either device, up to
+    fp32 reduction order."""
+    from saturation.measure.rank_heads import HeadConfig, HeadTraining, SweepData, train_head
+
+    generator = torch.Generator().manual_seed(0)
+    states = torch.randn(4096, 32, generator=generator)
+    mixing = torch.randn(32, 4, generator=generator) @ torch.randn(4, 500, generator=generator)
+    targets = (states @ mixing).argmax(dim=1)  # a rank-4 rule a rank-8 head can learn
+    training = HeadTraining(steps=100, batch_tokens=256, warmup_fraction=0.1, min_lr_ratio=0.1,
+                            weight_decay=0.0, eval_every=50, seed=0)  # fmt: skip
+
+    def on(device: torch.device) -> float:
+        h, t = states.to(device), targets.to(device)
+        data = SweepData((h.half(), t), (h[:1024], t[:1024]), (h[1024:2048], t[1024:2048]), 500, 32)
+        return train_head(data, HeadConfig(8, "scaled", 5e-2), training, chunk=8192).loss
+
+    cpu, gpu = on(torch.device("cpu")), on(CUDA)
+    assert gpu == pytest.approx(cpu, abs=1e-3) and gpu < 5.0  # log 500 = 6.21

@@ -204,7 +204,7 @@ def train_head(
     optimizer = torch.optim.AdamW(
         head.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=training.weight_decay
     )
-    draws = torch.Generator(device=device).manual_seed(training.seed)
+    draws = torch.Generator().manual_seed(training.seed)  # on the CPU: the same rows anywhere
     warmup = round(training.warmup_fraction * training.steps)
     states, targets = data.fit
     curve, interval = [], []
@@ -213,7 +213,7 @@ def train_head(
             group["lr"] = learning_rate(
                 update, training.steps, config.lr, warmup, training.min_lr_ratio
             )
-        rows = torch.randint(len(targets), (training.batch_tokens,), device=device, generator=draws)
+        rows = torch.randint(len(targets), (training.batch_tokens,), generator=draws).to(device)
         loss = head.loss(states[rows].float(), targets[rows], chunk)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
