@@ -26,13 +26,14 @@ def plot(
     heads = chosen(table)
     palette = series_palette(heads)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
-    for series, colour in palette.items():
+    for order, (series, colour) in enumerate(palette.items()):
         rows = heads[heads["series"] == series]
+        size = 4 + 3 * (len(palette) - 1 - order)  # checkpoints that chose alike stay visible
         for init, line in INIT_STYLES.items():
             curve = rows[(rows["head"] == "low_rank") & (rows["init"] == init)].sort_values("rank")
             if not curve.empty:
-                left.plot(curve["rank"], curve["lr"], line, color=colour, markersize=4,
-                          label=f"{series}, {init} init")  # fmt: skip
+                left.plot(curve["rank"], curve["lr"], line, color=colour, markersize=size,
+                          markerfacecolor="none", label=f"{series}, {init} init")  # fmt: skip
             full = rows[(rows["head"] == "full_rank") & (rows["init"] == init)]
             left.scatter(full["rank"], full["lr"], marker="x", color=colour, s=40, zorder=5)
     left.set_xscale("log", base=2)
