@@ -187,10 +187,11 @@ def test_a_suite_end_to_end_offline(hub_cache, tmp_path: Path) -> None:
     assert ran["harvest_suite"] == 5 and "pretrain" not in ran and "train_tokenizer" not in ran
     assert ran["fetch_tokenizer"] == 4  # Pythia (both sizes share it), GPT-2, Llama, the folder
     assert ran["analyze_run"] == ran["evaluate_run"] == 5  # one job per run each
-    # rank-constrained heads on the one suite model of a swept width (config.yaml: 32, 64)
-    assert ran["sweep_heads"] == 1
+    # rank-constrained heads on the suite models of a swept width (config.yaml: 32, 64): a
+    # Pythia and a Llama with a tied head
+    assert ran["sweep_heads"] == 2
     heads = pd.read_parquet(max(results.glob("tables/*/heads.parquet")))
-    assert set(heads.run) == {"pythia-31m"} and heads.loss.notna().all()
+    assert set(heads.run) == {"pythia-31m", "llama-tied"} and heads.loss.notna().all()
     trained_heads = set(results.glob("measurements/heads/*/record.json"))
     analysed = set(results.glob("measurements/analysis/*/record.json"))
     evaluated = set(results.glob("measurements/evaluation/*/record.json"))
@@ -206,7 +207,8 @@ def test_a_suite_end_to_end_offline(hub_cache, tmp_path: Path) -> None:
     added = set(results.glob("measurements/analysis/*/record.json")) - analysed
     assert sorted(json.loads(r.read_text())["info"]["head_dim"] for r in added) == [16, 32]
     assert set(results.glob("measurements/evaluation/*/record.json")) == evaluated  # final: kept
-    # its final checkpoint is the same: the sweep's job reruns (a new harvest), training nothing
+    # pythia-31m's final checkpoint is the same: its sweep's job reruns (a new harvest), training
+    # nothing; llama-tied's does not rerun
     assert ran["sweep_heads"] == 1
     assert set(results.glob("measurements/heads/*/record.json")) == trained_heads
     events = [json.loads(line) for log in results.glob("logs/analyze_run/*.jsonl")
