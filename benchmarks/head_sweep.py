@@ -23,17 +23,16 @@ Default size: about 3 minutes on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from suite_checkpoint import write_token_file  # benchmarks/: this script's folder
 
 # numpy and scipy report their buffers to tracemalloc: its peak is the stage's own memory, where
 # the process's peak RSS is mostly the imported libraries'
@@ -46,19 +45,6 @@ peak = tracemalloc.get_traced_memory()[1] / 2**20
 curve = {f"{row.kind}@{row.d}": round(row.w_error, 4) for row in table.itertuples()}
 print(json.dumps(info | {"w_error": curve, "traced_peak_mib": round(peak)}))
 """
-
-
-def write_tokens(path: Path, ids: np.ndarray, vocab: int, eos_id: int = 0) -> None:
-    """`ids` in the pipeline's token-file format, with its header."""
-    from saturation.io import write_json_atomic
-    from saturation.tokens import FORMAT_VERSION, TokenHeader
-
-    data = ids.astype(np.uint32).tobytes()
-    path.write_bytes(data)
-    header = TokenHeader(tokens=len(ids), dtype="uint32", vocab_size=vocab, eos_id=eos_id,
-                         documents=1, sha256=hashlib.sha256(data).hexdigest(),
-                         format_version=FORMAT_VERSION)  # fmt: skip
-    write_json_atomic(path.with_suffix(".json"), asdict(header))
 
 
 def build_checkpoint(folder: Path, width: int, layers: int, vocab: int) -> None:
@@ -79,6 +65,7 @@ def head_sweep(args: argparse.Namespace, root: Path) -> None:
     from saturation.measure.analysis import HeldoutSample
     from saturation.measure.head_sweep import sweep_run
     from saturation.measure.heldout import heldout_pass
+    from saturation.measure.rank_heads import ranks_for
     from saturation.model.hf_forward import load_measured_model
 
     checkpoint = root / "checkpoints" / "step1000"
@@ -88,14 +75,14 @@ def head_sweep(args: argparse.Namespace, root: Path) -> None:
     write_manifest(manifest, [CheckpointEntry(1000, 0, str(checkpoint), digest)])
     rng = np.random.default_rng(0)
     for split, n in (("train", 4 * args.fit_tokens), ("val", 4 * args.heldout_tokens)):
-        write_tokens(root / f"{split}.bin", rng.integers(1, args.vocab, n), args.vocab)
+        write_token_file(root / f"{split}.bin", rng.integers(1, args.vocab, n), args.vocab)
     train = {"steps": args.steps, "batch_tokens": args.batch_tokens, "warmup_fraction": 0.1,
              "min_lr_ratio": 0.1, "weight_decay": 0.0, "eval_every": 50, "seed": 0}  # fmt: skip
     recipe = {
         "harvest": "bench", "tokens": "bench", "seq_len": args.seq_len,
         "states": {"fit_tokens": args.fit_tokens, "heldout_tokens": args.heldout_tokens,
                    "batch_size": 16},
-        "ranks": args.ranks, "inits": ["scaled"], "lrs": args.lrs, "train": train,
+        "ranks": ranks_for(args.width, args.ranks), "inits": ["scaled"], "lrs": args.lrs, "train": train,
     }  # fmt: skip
     events = root / "events.jsonl"
     started = time.perf_counter()
@@ -143,7 +130,7 @@ def ngram_sizes(args: argparse.Namespace, root: Path) -> None:
     for fraction in (0.25, 0.5, 1.0):
         prefix = root / f"prefix{fraction}.bin"
         ids = tokens[: int(len(tokens) * fraction)]
-        write_tokens(prefix, ids, header.vocab_size, header.eos_id)
+        write_token_file(prefix, ids, header.vocab_size, header.eos_id)
         out = subprocess.run([sys.executable, "-c", NGRAM_CHILD, str(prefix)], check=True,
                              capture_output=True, text=True).stdout  # fmt: skip
         info = json.loads(out.strip().splitlines()[-1])

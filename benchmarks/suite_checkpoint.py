@@ -42,17 +42,23 @@ def build_checkpoint(folder: Path, size: str, seed: int = 0) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def write_tokens(path: Path, n_tokens: int) -> None:
-    """Random ids of Pythia's vocabulary in the pipeline's token-file format."""
+def write_token_file(path: Path, ids: np.ndarray, vocab: int, eos_id: int = 0) -> None:
+    """`ids` in the pipeline's token-file format (uint32), with its header."""
     from saturation.io import write_json_atomic
     from saturation.tokens import FORMAT_VERSION, TokenHeader
 
-    ids = np.random.default_rng(0).integers(0, PYTHIA_TOKENS, n_tokens, dtype=np.uint32)
-    path.write_bytes(ids.tobytes())
-    header = TokenHeader(tokens=n_tokens, dtype="uint32", vocab_size=PYTHIA_TOKENS, eos_id=0,
-                         documents=1, sha256=hashlib.sha256(ids.tobytes()).hexdigest(),
+    data = ids.astype(np.uint32).tobytes()
+    path.write_bytes(data)
+    header = TokenHeader(tokens=len(ids), dtype="uint32", vocab_size=vocab, eos_id=eos_id,
+                         documents=1, sha256=hashlib.sha256(data).hexdigest(),
                          format_version=FORMAT_VERSION)  # fmt: skip
     write_json_atomic(path.with_suffix(".json"), asdict(header))
+
+
+def write_tokens(path: Path, n_tokens: int) -> None:
+    """Random ids of Pythia's vocabulary in the pipeline's token-file format."""
+    ids = np.random.default_rng(0).integers(0, PYTHIA_TOKENS, n_tokens, dtype=np.uint32)
+    write_token_file(path, ids, PYTHIA_TOKENS)
 
 
 def timed(function, *args, **kwargs) -> tuple[float, object]:

@@ -42,10 +42,16 @@ from saturation.tokens import open_tokens
 
 TRAINING = {"steps": 30, "batch_tokens": 64, "warmup_fraction": 0.1, "min_lr_ratio": 0.1,
             "weight_decay": 0.0, "eval_every": 10, "seed": 0}  # fmt: skip
+# a heads stage's recipe, its ranks as the plan resolves them for d = 16 (ranks_for)
 STAGE_RECIPE = {
-    "harvest": "h0", "tokens": "t0", "seq_len": 16,
+    "harvest": "h0",
+    "tokens": "t0",
+    "seq_len": 16,
     "states": {"fit_tokens": 256, "heldout_tokens": 128, "batch_size": 4},
-    "ranks": [2, 4], "inits": ["scaled"], "lrs": [1e-2, 3e-2], "train": TRAINING,
+    "ranks": [2, 4, 16],
+    "inits": ["scaled"],
+    "lrs": [1e-2, 3e-2],
+    "train": TRAINING,
 }  # fmt: skip
 
 
@@ -188,7 +194,7 @@ def test_a_sweep_caches_states_once_and_trains_only_new_heads(
     assert len(curves) == 8 * 3 and curves["update"].max() == 30
     # a rank added to the grid: the states and the other heads are reused, one rank trained
     lines = len(log.read_text().splitlines())
-    again = sweep(STAGE_RECIPE | {"ranks": [2, 4, 8]})
+    again = sweep(STAGE_RECIPE | {"ranks": [2, 4, 8, 16]})
     new = [json.loads(line) for line in log.read_text().splitlines()[lines:]]
     assert [e.get("rank") for e in new if "rank" in e] == [8, 8]
     assert [e["reused"] for e in new if "reused" in e] == [["states"]]

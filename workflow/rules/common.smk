@@ -291,8 +291,10 @@ def measurement_minutes(wildcards, kind):
     run = run_of(wildcards)
     steps = run.checkpoint_steps
     if kind == "heads":  # the states pass, and every head of the grid (its full-rank one too)
+        from saturation.measure.rank_heads import sweep_configs
+
         recipe = run.heads.recipe
-        heads = (len(recipe["ranks"]) + 1) * len(recipe["inits"]) * len(recipe["lrs"])
+        heads = len(sweep_configs(recipe["ranks"], recipe["inits"], recipe["lrs"]))
         per_checkpoint = MINUTES_PER_CHECKPOINT["analysis"] + MINUTES_PER_HEAD * heads
         return 10 + per_checkpoint * len(recipe["checkpoints"])
     if kind == "evaluation":

@@ -15,7 +15,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from saturation.figures import DEFAULT_OPTIONS, FigureOptions, style
-from saturation.figures.head_sweeps import INIT_STYLES, best_of_inits, chosen, series_palette
+from saturation.figures.head_sweeps import (
+    INIT_STYLES,
+    best_of_inits,
+    chosen,
+    series_palette,
+    with_series,
+)
 
 
 def plot(
@@ -41,10 +47,7 @@ def plot(
     left.set_xlabel("rank r (×: full-rank head, at r = d)")
     left.set_ylabel("chosen peak learning rate")
     left.legend(fontsize=7)
-    low_rank = table[table["head"] == "low_rank"]
-    searched = low_rank.assign(
-        series=low_rank["run"].astype(str) + "@" + low_rank["step"].astype(str)
-    )
+    searched = with_series(table[table["head"] == "low_rank"])
     best = best_of_inits(heads[heads["head"] == "low_rank"])[["series", "rank", "init"]]
     searched = searched.merge(best, on=["series", "rank", "init"])
     ranks = sorted(searched["rank"].unique())

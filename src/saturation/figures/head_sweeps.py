@@ -9,14 +9,17 @@ import seaborn as sns
 INIT_STYLES = {"normal": "o-", "scaled": "s--"}
 
 
+def with_series(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with a `series` column naming each one's checkpoint: `run@step`."""
+    return rows.assign(series=rows["run"].astype(str) + "@" + rows["step"].astype(int).astype(str))
+
+
 def chosen(table: pd.DataFrame) -> pd.DataFrame:
     """The heads each (checkpoint, head, rank, init) kept (its chosen learning rate) and the own
-    heads, with a `series` column naming the checkpoint."""
+    heads, with their `series`."""
     if table.empty:
         raise ValueError("the heads table is empty: no run is swept (heads.enabled, heads.widths)")
-    rows = table[table["chosen"].astype(bool)]
-    series = rows["run"].astype(str) + "@" + rows["step"].astype(int).astype(str)
-    return rows.assign(series=series)
+    return with_series(table[table["chosen"].astype(bool)])
 
 
 def best_of_inits(rows: pd.DataFrame) -> pd.DataFrame:

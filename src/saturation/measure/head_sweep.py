@@ -29,7 +29,6 @@ from saturation.measure.rank_heads import (
     HeadTraining,
     SweepData,
     head_record,
-    ranks_for,
     sweep_configs,
     train_head,
 )
@@ -66,7 +65,7 @@ def sweep_run(
     from saturation.measure.analysis import HeldoutSample
     from saturation.measure.series import manifest_entries, measure_series
     from saturation.measure.states import extract_states
-    from saturation.measure.store import RECORD, MeasurementStore
+    from saturation.measure.store import MeasurementStore
     from saturation.model.losses import loss_chunk_for
 
     recipe = states_recipe(stage_recipe)
@@ -92,13 +91,10 @@ def sweep_run(
     chunk = loss_chunk_for(torch_device)
     for step, records in found.items():
         folder = records["states"]
-        stored = json.loads((folder / RECORD).read_text())
         states = HiddenStates.open(folder)
-        configs = sweep_configs(
-            ranks_for(states.width, stage_recipe["ranks"]),
-            stage_recipe["inits"],
-            stage_recipe["lrs"],
-        )
+        stored = states.record
+        # the ranks as the plan resolved them for the run's width (ranks_for)
+        configs = sweep_configs(stage_recipe["ranks"], stage_recipe["inits"], stage_recipe["lrs"])
         data = None
         heads: dict[HeadConfig, Path] = {}
         with open(events, "a") as log:
@@ -141,11 +137,10 @@ def sweep_tables(
 
     rows, curves = [], []
     for step, (folder, heads) in sorted(swept.items()):
-        stored = json.loads((folder / RECORD).read_text())
-        sigma = np.load(folder / f"{OWN_SIGMA}.npy")
-        width = stored["info"]["width"]
+        states = HiddenStates.open(folder)
+        stored, sigma, width = states.record, states.array(OWN_SIGMA), states.width
         base = {"run": run["run"], "width": run["width"], "seed": run["seed"], "step": step}
-        rows.append(base | {"head": OWN, "rank": width, "chosen": True} | stored["own"])
+        rows.append(base | {"head": OWN, "rank": width} | stored["own"])
         for config, head_folder in heads.items():
             record = json.loads((head_folder / RECORD).read_text())
             rank = width if config.rank is None else config.rank
@@ -168,9 +163,8 @@ def sweep_tables(
             )
     table = pd.DataFrame(rows, columns=HEADS_COLUMNS)
     trained = table["head"] != OWN
-    table["chosen"] = table["chosen"].astype("boolean")
+    table["chosen"] = ~trained  # the own head, and each (rank, init)'s winning learning rate
     table.loc[trained, "chosen"] = _chosen(table[trained])
-    table["chosen"] = table["chosen"].astype(bool)
     curve_table = (
         pd.concat(curves, ignore_index=True)[HEAD_CURVES_COLUMNS]
         if curves

@@ -97,7 +97,15 @@ def sweep_configs(
 class FactorisedHead:
     """W = A B (or W alone): its parameters, logits and fused training loss."""
 
-    def __init__(self, config: HeadConfig, vocab: int, width: int, generator: torch.Generator):
+    def __init__(
+        self,
+        config: HeadConfig,
+        vocab: int,
+        width: int,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ):
+        """Drawn from `generator` on the CPU (the same head on any device), then moved."""
         import torch
 
         if config.init not in INITS:
@@ -106,7 +114,8 @@ class FactorisedHead:
 
         def draw(rows: int, cols: int, fan_in: int) -> torch.nn.Parameter:
             scale = 1 / math.sqrt(fan_in) if scaled else 1.0
-            return torch.nn.Parameter(torch.randn(rows, cols, generator=generator) * scale)
+            drawn = torch.randn(rows, cols, generator=generator) * scale
+            return torch.nn.Parameter(drawn.to(device))
 
         if config.rank is None:
             self.a, self.b = draw(vocab, width, width), None
@@ -115,14 +124,6 @@ class FactorisedHead:
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in (self.a, self.b) if p is not None]
-
-    def to(self, device: torch.device) -> FactorisedHead:
-        import torch
-
-        for name in ("a", "b"):
-            if (p := getattr(self, name)) is not None:
-                setattr(self, name, torch.nn.Parameter(p.detach().to(device)))
-        return self
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """B·h (r-deep), or h for the full-rank head."""
@@ -200,7 +201,7 @@ def train_head(
     started = time.perf_counter()
     device = data.fit[0].device
     init = torch.Generator().manual_seed(training.seed)
-    head = FactorisedHead(config, data.vocab, data.width, init).to(device)
+    head = FactorisedHead(config, data.vocab, data.width, init, device)
     optimizer = torch.optim.AdamW(
         head.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=training.weight_decay
     )

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from saturation.measure.analysis import HeldoutSample
 
 SAMPLES = ("fit", "heldout")
-STATES_DTYPE = np.float16  # on disk; every consumer computes in float32
 
 
 def states_array(sample: str) -> str:
@@ -78,7 +77,7 @@ class StatesMeter(Meter):
     def final(self, hidden: torch.Tensor, targets: torch.Tensor) -> None:
         import torch
 
-        rounded = hidden.to(torch.float16)
+        rounded = hidden.to(torch.float16)  # on disk; every consumer computes in float32
         self.states.append(rounded.cpu().numpy())
         self.targets.append(targets.to(torch.int32).cpu().numpy())
         if self.own is not None:
@@ -93,7 +92,7 @@ class StatesMeter(Meter):
 
     def arrays(self, sample: str) -> dict[str, np.ndarray]:
         arrays = {
-            states_array(sample): np.concatenate(self.states).astype(STATES_DTYPE),
+            states_array(sample): np.concatenate(self.states),  # float16, as rounded
             targets_array(sample): np.concatenate(self.targets),
         }
         if self.own is not None:
@@ -143,12 +142,11 @@ def extract_states(
 
 @dataclass(frozen=True)
 class HiddenStates:
-    """A stored record's arrays, memory-mapped: what the head sweep reads."""
+    """A stored states record: its fields (read once) and its arrays, memory-mapped: what the
+    head sweep reads."""
 
     folder: Path
-    width: int
-    vocab: int
-    window: int  # held-out tokens per window: the held-out half split is by whole windows
+    record: dict[str, Any]  # record.json: key, checkpoint, info, own
 
     @classmethod
     def open(cls, folder: str | Path) -> HiddenStates:
@@ -156,8 +154,20 @@ class HiddenStates:
 
         from saturation.measure.store import RECORD
 
-        info = json.loads((Path(folder) / RECORD).read_text())["info"]
-        return cls(Path(folder), info["width"], info["vocab"], info["window"])
+        return cls(Path(folder), json.loads((Path(folder) / RECORD).read_text()))
+
+    @property
+    def width(self) -> int:
+        return self.record["info"]["width"]
+
+    @property
+    def vocab(self) -> int:
+        return self.record["info"]["vocab"]
+
+    @property
+    def window(self) -> int:
+        """Held-out tokens per window: the held-out halves are split by whole windows."""
+        return self.record["info"]["window"]
 
     def array(self, name: str) -> np.ndarray:
         return np.load(self.folder / f"{name}.npy", mmap_mode="r")
