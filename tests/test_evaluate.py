@@ -439,6 +439,37 @@ def test_a_run_evaluated_in_one_process_equals_each_checkpoint_alone(
     assert json.loads(records[12][PERPLEXITY_TASK].read_text())["results"] == alone
 
 
+def test_requests_are_built_once_and_answered_afresh_for_each_model(
+    heldout_tasks: Path, tiny_run: Path
+) -> None:
+    """A TaskRunner builds each task's requests on its first evaluation only; every later
+    model gets copies without answers, so evaluating A, B, then A again gives A's results
+    twice, and B its own, as a fresh evaluation does."""
+    from saturation.evaluate.lmeval import RequestsBuiltOnce, TaskRunner
+
+    runner = TaskRunner([heldout_tasks], [CLOZE_TASK, PERPLEXITY_TASK])
+    builders = [task for loaded in runner.loaded.values() for task in loaded["tasks"].values()]
+    calls = []
+    for task in builders:
+        wrapper = task.build_all_requests
+        assert isinstance(wrapper, RequestsBuiltOnce)
+        build = wrapper.build
+        wrapper.build = lambda build=build, **arguments: calls.append(1) or build(**arguments)
+    checkpoints = [tiny_run / "checkpoints" / f"step{step}" for step in (12, 0, 12)]
+    results = [
+        tidy_results(runner.run(load_lm(folder, batch_size=4), limit=5)["results"])
+        for folder in checkpoints
+    ]
+    assert len(calls) == len(builders) == 2
+    assert results[0] == results[2] != results[1]
+    for folder, result in zip(checkpoints[:2], results, strict=False):
+        alone = evaluate_checkpoint(folder, [heldout_tasks], [CLOZE_TASK, PERPLEXITY_TASK], 4, 5)
+        assert result == alone
+    # another limit is another set of requests
+    runner.run(load_lm(checkpoints[0], batch_size=4), limit=3)
+    assert len(calls) == 4
+
+
 @pytest.mark.parametrize(
     "head", [{"kind": "low_rank", "rank": 4}, {"kind": "mixture_of_softmaxes", "components": 2}]
 )

@@ -203,16 +203,34 @@ def vocabulary_fingerprint(folder: str | Path) -> str | None:
     """
     root = Path(folder)
     if (root / "tokenizer.json").is_file():
-        saved = json.loads((root / "tokenizer.json").read_text(encoding="utf-8"))
-        vocabulary = _vocabulary(saved["model"], saved.get("added_tokens") or [])
-    elif (root / "vocab.json").is_file() and (root / "merges.txt").is_file():
+        return _tokenizer_json_fingerprint((root / "tokenizer.json").read_bytes())
+    if (root / "vocab.json").is_file() and (root / "merges.txt").is_file():
         vocabulary = _vocabulary(_bpe_files(root), _added_tokens_file(root))
     elif (root / "tokenizer.model").is_file():
         return sha256_file(root / "tokenizer.model")
     else:
         return None
+    return _canonical_sha256(vocabulary)
+
+
+def _canonical_sha256(vocabulary: dict) -> str:
+    """sha256 of `_vocabulary`'s output in one canonical JSON spelling."""
     canonical = json.dumps(vocabulary, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# a tokenizer.json's bytes (sha256) → its vocabulary's fingerprint: a job checking each of a
+# run's checkpoints (one copy of the same file each) parses the JSON once, not per checkpoint
+_TOKENIZER_JSON_FINGERPRINTS: dict[str, str] = {}
+
+
+def _tokenizer_json_fingerprint(content: bytes) -> str:
+    digest = hashlib.sha256(content).hexdigest()
+    if digest not in _TOKENIZER_JSON_FINGERPRINTS:
+        saved = json.loads(content.decode("utf-8"))
+        vocabulary = _vocabulary(saved["model"], saved.get("added_tokens") or [])
+        _TOKENIZER_JSON_FINGERPRINTS[digest] = _canonical_sha256(vocabulary)
+    return _TOKENIZER_JSON_FINGERPRINTS[digest]
 
 
 def _vocabulary(model: dict, added_tokens: list[dict]) -> dict:

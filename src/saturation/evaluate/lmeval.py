@@ -7,6 +7,7 @@ costs nothing before an evaluation starts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,9 +61,35 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+class RequestsBuiltOnce:
+    """A task's `build_all_requests`, building its requests (documents through the prompt
+    templates: jinja compiled per document) on the first call with given arguments only.
+
+    lm-eval's `evaluate` rebuilds every task's requests on each call, the same requests for
+    every model, which cost more than a small model's forward. Later calls get fresh copies of
+    the built instances (no responses), so nothing a previous model answered carries over.
+    lm-eval's own `cache_requests` keys its disk cache by the task's name only, not its data.
+    """
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+        self.build = task.build_all_requests  # lm-eval's method, bound to the task
+        self.built: dict[str, list[Any]] = {}
+
+    def __call__(self, **arguments: Any) -> None:
+        key = repr(sorted(arguments.items()))
+        if key not in self.built:
+            self.build(**arguments)
+            self.built[key] = list(self.task.instances)
+        self.task._instances = [
+            dataclasses.replace(instance, resps=[], filtered_resps={})
+            for instance in self.built[key]
+        ]
+
+
 class TaskRunner:
-    """lm-eval's task objects, built once (index, datasets, documents) and run on any number of
-    models: a job evaluating a run's checkpoints pays for them once, not per checkpoint.
+    """lm-eval's task objects, built once (index, datasets, documents, requests) and run on any
+    number of models: a job evaluating a run's checkpoints pays for them once, not per checkpoint.
 
     Tasks are found in `task_yaml_dirs`; `include_defaults=True` lets a name fall back to
     lm-eval's built-in task (its data from the hub; indexing the built-in tasks costs ~11 s).
@@ -91,6 +118,7 @@ class TaskRunner:
                 if task_obj.get_config("num_fewshot") is None:
                     task_obj.set_config(key="num_fewshot", value=0)
                 task_obj.set_fewshot_seed(seed=0)
+                task_obj.build_all_requests = RequestsBuiltOnce(task_obj)
 
     def names(self, task: str) -> set[str]:
         """The names lm-eval reports `task`'s results under (a group's and its members')."""
