@@ -66,7 +66,8 @@ class RequestsBuiltOnce:
     templates: jinja compiled per document) on the first call with given arguments only.
 
     lm-eval's `evaluate` rebuilds every task's requests on each call, the same requests for
-    every model, which cost more than a small model's forward. Later calls get fresh copies of
+    every model: a cost that grows with the task's documents, paid per checkpoint (0.06–0.17 s
+    for the default's 324 items; benchmarks/evaluation_overhead.py). Later calls get copies of
     the built instances (no responses), so nothing a previous model answered carries over.
     lm-eval's own `cache_requests` keys its disk cache by the task's name only, not its data.
     """
