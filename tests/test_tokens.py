@@ -265,6 +265,23 @@ def test_vocabulary_fingerprint_tells_vocabularies_apart(
     assert vocabulary_fingerprint(tmp_path) == sha256_file(tmp_path / "tokenizer.model")
 
 
+def test_vocabulary_fingerprint_follows_a_rewritten_tokenizer_json(
+    tokenizer_dir: Path, tmp_path: Path
+) -> None:
+    """The fingerprint is remembered per file content, not per path: a tokenizer.json rewritten
+    in place with another vocabulary gets that vocabulary's fingerprint at once."""
+    folder = tmp_path / "rewritten"
+    shutil.copytree(tokenizer_dir, folder)
+    before = vocabulary_fingerprint(folder)
+    assert before == vocabulary_fingerprint(tokenizer_dir)
+    saved = json.loads((folder / "tokenizer.json").read_text())
+    saved["model"]["vocab"]["zzz-added"] = len(saved["model"]["vocab"]) + 100
+    (folder / "tokenizer.json").write_text(json.dumps(saved))
+    assert vocabulary_fingerprint(folder) not in (None, before)
+    (folder / "tokenizer.json").write_text((tokenizer_dir / "tokenizer.json").read_text())
+    assert vocabulary_fingerprint(folder) == before
+
+
 def test_header_records_the_tokenizer(
     split: tuple[list[str], Path, Path], tokenizer_dir: Path
 ) -> None:
