@@ -71,7 +71,31 @@ BAD_CONFIGS = {
     ),
     "width listed twice": (
         {"widths": [{"width": 32}, {"width": 32}]},
-        "widths[1].width: 32 with the linear head is already listed at widths[0]",
+        "widths[1].width: 32 with the linear head is already listed at widths[0]; give one of "
+        "them another `tag`",
+    ),
+    "width listed twice with one tag": (
+        {"widths": [{"width": 32}, {"width": 32, "tag": "wd0"}, {"width": 32, "tag": "wd0"}]},
+        "widths[2].width: 32 with the linear head and tag 'wd0' is already listed at widths[1]",
+    ),
+    "tag that is not a name suffix": (
+        {"widths": [{"width": 32, "tag": "wd-0.1"}]},
+        "widths[0].tag: 'wd-0.1' does not match",
+    ),
+    "a width that stops before a checkpoint mark": (
+        {"train": {"checkpoints": {"steps": [300]}}, "widths": [{"width": 32, "steps": 200}]},
+        "widths[0].steps: 200 ends before train.checkpoints.steps[0] = 300",
+    ),
+    "evaluating a step one width's schedule lacks": (
+        {
+            "evaluation": {"checkpoints": {"include": ["final", "300"]}},
+            "widths": [{"width": 32}, {"width": 64, "steps": 250, "tag": "short"}],
+        },
+        "evaluation.checkpoints.include[1]: step 300 is not a checkpoint step of widths[1]",
+    ),
+    "a width's batch that does not split over its GPUs": (
+        {"widths": [{"width": 32, "gpus": 2, "batch_size": 9}]},
+        "widths[0]: batch_size 9 does not split evenly over 2 data-parallel GPUs",
     ),
     "empty results folder": ({"results": ""}, "results: '' should be non-empty"),
     "seed listed twice": ({"train": {"seeds": [0, 0]}}, "train.seeds: [0, 0] has non-unique"),

@@ -12,6 +12,8 @@ import yaml
 from saturation import plan as plan_module
 from saturation.config import ConfigError, validate_config
 from saturation.plan import make_plan, stage_id, write_plan_records
+from saturation.plan.pretrained import model_name
+from saturation.tables import runs_table
 from saturation.tokenizer import pretrained_tokenizer
 from tests.test_config import merged
 
@@ -47,6 +49,44 @@ def test_one_learning_rate_change_moves_only_that_run(config: dict) -> None:
         ("figures", "figures"),
     }
     assert ids(make_plan(config)) == before  # reverting finds the old ids again
+
+
+def test_a_width_listed_again_with_its_own_training_settings(config: dict) -> None:
+    """A weight-decay / batch-size sweep in one config: the tagged entry is a run of its own
+    (`w64-wd0-s0`) with its own recipe; the untagged runs keep their ids; the runs table says
+    what each run was trained with."""
+    before = ids(make_plan(config))
+    swept = copy.deepcopy(config)
+    swept["widths"] += [
+        {"width": 64, "weight_decay": 0.0, "tag": "wd0"},
+        {"width": 64, "batch_size": 8, "steps": 800, "tag": "bs8"},
+    ]
+    plan = make_plan(validate_config(swept))
+    after = ids(plan)
+    assert {
+        key: after[key] for key in before if key[1] not in ("tables", "summary", "figures")
+    } == {key: before[key] for key in before if key[1] not in ("tables", "summary", "figures")}
+    train = {name: plan.runs[name].pretrain.recipe["train"] for name in plan.runs}
+    assert (train["w64-wd0-s0"]["weight_decay"], train["w64-wd0-s0"]["batch_size"]) == (0.0, 16)
+    assert (train["w64-bs8-s0"]["weight_decay"], train["w64-bs8-s0"]["batch_size"]) == (0.1, 8)
+    # equal tokens in twice the steps: its own schedule, warmup and checkpoints
+    assert (train["w64-bs8-s0"]["steps"], train["w64-bs8-s0"]["warmup_steps"]) == (800, 8)
+    assert train["w64-bs8-s0"]["checkpoint_steps"][-3:] == [600, 700, 800]
+    assert train["w64-s0"]["checkpoint_steps"][-1] == 400
+    assert train["w64-wd0-s0"] | {"weight_decay": 0.1} == train["w64-s0"]
+    assert (
+        model_name("w64-wd0-s0") == "w64-wd0"
+        and model_name("r8-w4-mos4-bs8-s1") == "r8-w4-mos4-bs8"
+    )
+    runs = runs_table(plan.tables.recipe["runs"]).set_index("run")
+    assert runs.loc["w64-bs8-s0", ["batch_size", "steps"]].tolist() == [8, 800]
+    assert runs.loc["w64-wd0-s0", ["weight_decay", "batch_size", "lr", "tag"]].tolist() == [
+        0.0,
+        16,
+        1e-3,
+        "wd0",
+    ]
+    assert runs.loc["w64-s0", "weight_decay"] == 0.1 and pd.isna(runs.loc["w64-s0", "tag"])
 
 
 def test_runtime_knobs_do_not_change_ids(config: dict) -> None:
@@ -285,7 +325,9 @@ def test_runs_are_keyed_by_name_with_attributes(config: dict) -> None:
     run = plan.runs["w128-s0"]
     assert run.source == "pretrain" and run.harvest_rule == "harvest"
     assert dict(run.attributes) == {"family": "gpt_neox", "width": 128, "layers": 2, "seed": 0,
-                                    "head": "linear", "logit_rank": 128}  # fmt: skip
+                                    "head": "linear", "logit_rank": 128, "lr": 1e-3,
+                                    "weight_decay": 0.1, "batch_size": 16,
+                                    "steps": 400}  # fmt: skip
     assert plan.tables.recipe["runs"]["w128-s0"] == {
         "source": "pretrain",
         "attributes": dict(run.attributes),
@@ -324,7 +366,6 @@ def test_the_scaling_stage_exists_only_where_enabled(config: dict) -> None:
 def test_each_head_is_a_run_of_its_own(config: dict) -> None:
     """A width listed with other heads trains once per head, named by it; the linear head's
     recipe has no head entry, so its ids are those of the runs before heads existed."""
-    from saturation.plan.pretrained import model_name
 
     config["widths"] = [
         {"width": 32},

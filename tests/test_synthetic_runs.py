@@ -45,7 +45,9 @@ def test_one_run_per_language_width_and_seed(config: dict) -> None:
     assert run.pretrain.recipe["tokens"] == run.pretrain.recipe["tokenizer"] == run.language.id
     assert run.analyze.recipe["tokens"] == run.language.id
     assert dict(run.attributes) == {"family": "gpt_neox", "width": 8, "layers": 2, "seed": 1,
-                                    "head": "linear", "logit_rank": 8, "language": "r4"}  # fmt: skip
+                                    "head": "linear", "logit_rank": 8, "lr": 3e-3,
+                                    "weight_decay": 0.1, "batch_size": 32, "steps": 3000,
+                                    "language": "r4"}  # fmt: skip
     assert plan.runs["w32-s0"].evaluate is not None  # the text run keeps its tasks
 
 
@@ -147,3 +149,27 @@ def test_synthetic_train_and_model_settings_apply_to_its_runs_alone() -> None:
     assert (text["train"]["steps"], text["train"]["lr"]) == (400, 1e-3)
     language = plan.runs["r4-w6-s0"].language.recipe
     assert language["tokens"]["train"] == 50 * 16 * 128 + 1
+
+
+def test_a_width_that_reads_more_lengthens_the_fresh_stream() -> None:
+    """A synthetic width's own batch_size and steps: its run trains with them, and the stream
+    is sized for the run that reads most, so no run repeats a token; a width reading less
+    leaves the stream as it was."""
+    widths = [{"width": 8}, {"width": 8, "batch_size": 64, "tag": "bs64"},
+              {"width": 8, "batch_size": 4, "steps": 200, "tag": "bs4"}]  # fmt: skip
+    config = validate_config(
+        merged({"widths": [], "synthetic": {"languages": [LANGUAGE], "widths": widths,
+                                            "train": {"steps": 50, "batch_size": 16}}})
+    )  # fmt: skip
+    plan = make_plan(config)
+    assert plan.runs["r4-w8-bs64-s0"].pretrain.recipe["train"]["batch_size"] == 64
+    assert plan.runs["r4-w8-bs4-s0"].pretrain.recipe["train"]["steps"] == 200
+    assert plan.runs["r4-w8-s0"].language.recipe["tokens"]["train"] == 50 * 64 * 64 + 1
+    smaller = copy.deepcopy(config)
+    del smaller["synthetic"]["widths"][1]  # now the global batch reads most: 50 × 16 > 200 × 4
+    language = make_plan(validate_config(smaller)).runs["r4-w8-bs4-s0"].language
+    assert language.recipe["tokens"]["train"] == 50 * 16 * 64 + 1
+    longer = copy.deepcopy(smaller)
+    longer["synthetic"]["widths"][1]["steps"] = 400  # 400 × 4 > 50 × 16
+    language = make_plan(validate_config(longer)).runs["r4-w8-bs4-s0"].language
+    assert language.recipe["tokens"]["train"] == 400 * 4 * 64 + 1

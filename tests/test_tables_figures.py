@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import time
 from pathlib import Path
 
@@ -368,6 +369,7 @@ def test_bottleneck_table_and_figure(tmp_path: Path) -> None:
     runs = [fake_run(tmp_path, 4, [5.0, 2.3], seed, prefix="r4-") for seed in (0, 1)]
     runs.append(fake_run(tmp_path, 8, [5.0, 2.6], prefix="r4-", suffix="-lowrank2"))
     runs.append(fake_run(tmp_path, 2, [5.0, 2.2], prefix="r4-", suffix="-mos3"))
+    runs.append(fake_run(tmp_path, 4, [5.0, 2.1], prefix="r4-", suffix="-wd0"))
     metrics = pd.concat([run_metrics(run) for run in runs], ignore_index=True)
     metrics.loc[(metrics.run == "r4-w4-s1") & (metrics.step == 1) & (metrics.metric == "val_loss"),
                 "value"] = 2.5  # fmt: skip
@@ -382,6 +384,9 @@ def test_bottleneck_table_and_figure(tmp_path: Path) -> None:
             "width": 8, "seed": 0, "logit_rank": 2, "language": "r4", "head": "low-rank r=2"}},
         "r4-w2-mos3-s0": {"source": "pretrain", "attributes": {
             "width": 2, "seed": 0, "logit_rank": 2, "language": "r4", "head": "MoS k=3"}},
+        "r4-w4-wd0-s0": {"source": "pretrain",
+                         "attributes": {"width": 4, "seed": 0, "logit_rank": 4, "tag": "wd0"}
+                         | synthetic},
         "w32-s0": {"source": "pretrain", "attributes": {"width": 32, "seed": 0}},
     })  # fmt: skip
     table = bottleneck_table(
@@ -392,20 +397,50 @@ def test_bottleneck_table_and_figure(tmp_path: Path) -> None:
     assert trained.loc[["r4-w4-s0", "r4-w4-s1"], "loss"].tolist() == [2.3, 2.5]
     assert trained["d"].to_dict() == {
         "r4-w4-s0": 4, "r4-w4-s1": 4, "r4-w8-lowrank2-s0": 2, "r4-w2-mos3-s0": 2,
+        "r4-w4-wd0-s0": 4,
     }  # fmt: skip  # a low-rank head at its rank, the others at their width
+    assert trained["tag"].to_dict() == {
+        "r4-w4-s0": "", "r4-w4-s1": "", "r4-w8-lowrank2-s0": "", "r4-w2-mos3-s0": "",
+        "r4-w4-wd0-s0": "wd0",
+    }  # fmt: skip
     assert trained.loc["r4-w8-lowrank2-s0", ["head", "width"]].tolist() == ["low-rank r=2", 8]
     assert (table.entropy == 2.0).all() and (table["rank"] == 4).all()
     assert list(table[table.kind == "head_family"].loss) == [2.7, 2.1, 2.0]
     assert bottleneck_table(text_run, table_runs, {}).empty
-    ax = bottleneck.plot(table, tmp_path / "b.png", tmp_path / "b.pdf").axes[0]
+    csv = tmp_path / "bottleneck.csv"  # as the figure job reads it: "" comes back as NaN
+    table.to_csv(csv, index=False)
+    ax = bottleneck.plot(pd.read_csv(csv), tmp_path / "b.png", tmp_path / "b.pdf").axes[0]
     lines = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
     assert lines["linear head, trained (final; mean of seeds)"] == pytest.approx([2.4])
+    assert lines["linear head, wd0, trained (final; mean of seeds)"] == [2.1]  # not a third seed
     assert lines["MoS k=3 head, trained (final; mean of seeds)"] == [2.2]
     assert lines["low-rank r=2 head, trained (final; mean of seeds)"] == [2.6]
     assert lines["best GPT-NeoX head (LayerNorm + W)"] == [2.7, 2.1, 2.0]
     assert lines["H* = 2"] == [2.0, 2.0] and list(lines["r* = 4"]) == [0, 1]
     with pytest.raises(ValueError, match="no synthetic language"):
         bottleneck.plot(table.iloc[0:0], tmp_path / "b.png", tmp_path / "b.pdf")
+
+
+def test_the_bottleneck_figure_draws_every_series_of_a_sweep(tmp_path: Path) -> None:
+    """A sweep of more (head, tag) series than the head palette has colours: each its own line
+    and colour (configs/rank-drivers.yaml has seven)."""
+    from saturation.figures import bottleneck
+    from saturation.tables import BOTTLENECK_COLUMNS
+
+    common = {"language": "r8", "rank": 8, "entropy": 2.0, "head": "linear", "seed": 0.0}
+    tags = ["", "wd0", "wd1", "bs8", "bs128", "bs8tok", "bs128tok", "lr1"]
+    rows = [common | {"d": 8, "kind": "head_family", "head": "", "tag": "", "width": math.nan,
+                      "run": "", "seed": math.nan, "loss": 2.0}]  # fmt: skip
+    rows += [common | {"d": d, "kind": "trained", "tag": tag, "width": d, "run": f"{d}{tag}",
+                       "loss": 2.0 + i / 100 + 1 / d} for i, tag in enumerate(tags) for d in (6, 16)]  # fmt: skip
+    table = pd.DataFrame(rows, columns=BOTTLENECK_COLUMNS)
+    ax = bottleneck.plot(table, tmp_path / "b.png", tmp_path / "b.pdf").axes[0]
+    trained = [line for line in ax.lines if "trained" in line.get_label()]
+    assert len(trained) == len(tags)
+    assert len({line.get_color() if isinstance(line.get_color(), str) else tuple(line.get_color())
+                for line in trained}) == len(tags)  # fmt: skip
+    wd1 = next(line for line in trained if line.get_label().startswith("linear head, wd1,"))
+    assert list(wd1.get_ydata()) == pytest.approx([2.02 + 1 / 6, 2.02 + 1 / 16])
 
 
 def test_the_data_dimensionality_table_and_figure(

@@ -253,6 +253,17 @@ def resolve_head(entry: Mapping[str, Any], model: Mapping[str, Any]) -> HeadSpec
     return HeadSpec.of(entry.get("head", model.get("head")))
 
 
+# the `train` settings a width entry may set for its own run (a sweep lists a width more than
+# once, each entry with its own `tag`)
+WIDTH_TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "steps")
+
+
+def resolve_train(entry: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, Any]:
+    """A width's `train` settings: `train` with the entry's own lr, weight_decay, batch_size,
+    steps."""
+    return dict(train) | {key: entry[key] for key in WIDTH_TRAIN_KEYS if key in entry}
+
+
 def training_processes(gpus: int) -> int:
     """How many processes train a run: one per GPU asked for, at least one."""
     return max(1, gpus)
@@ -283,17 +294,18 @@ def _check_widths(config: Mapping[str, Any]) -> None:
 
 def _check_width_list(config: Mapping[str, Any], key: str, widths: list[Mapping[str, Any]]) -> None:
     model = config["model"]
-    seen: dict[tuple[int, HeadSpec], int] = {}
+    seen: dict[tuple[int, HeadSpec, str], int] = {}
     for i, entry in enumerate(widths):
         shape = resolve_shape(entry, model)
         width, heads, head = shape["width"], shape["heads"], resolve_head(entry, model)
-        where = f"{key}[{i}]"
-        if (width, head) in seen:
+        where, tag = f"{key}[{i}]", entry.get("tag", "")
+        if (width, head, tag) in seen:
+            tagged = f" and tag {tag!r}" if tag else ""
             raise ConfigError(
-                f"{where}.width: {width} with the {head.label} head is already listed at "
-                f"{key}[{seen[width, head]}]"
+                f"{where}.width: {width} with the {head.label} head{tagged} is already listed at "
+                f"{key}[{seen[width, head, tag]}]; give one of them another `tag`"
             )
-        seen[width, head] = i
+        seen[width, head, tag] = i
         if head.kind == "low_rank" and head.size > width:
             raise ConfigError(
                 f"{where}.head: low_rank rank {head.size} exceeds the width {width} (a rank-d "
@@ -302,10 +314,19 @@ def _check_width_list(config: Mapping[str, Any], key: str, widths: list[Mapping[
         if width % heads:
             raise ConfigError(f"{where}: width {width} is not divisible by heads {heads}")
         processes = training_processes(gpus_of(entry, config["runtime"]))
-        if config["train"]["batch_size"] % processes:
+        train = resolve_train(entry, config["train"])
+        batch_size, steps = train["batch_size"], train["steps"]
+        late = [(j, mark) for j, mark in enumerate(train["checkpoints"]["steps"]) if mark > steps]
+        if "steps" in entry and late:
             raise ConfigError(
-                f"{where}: train.batch_size {config['train']['batch_size']} does not split evenly "
-                f"over {processes} data-parallel GPUs (gpus / runtime.train_gpus)"
+                f"{where}.steps: {steps} ends before train.checkpoints.steps[{late[0][0]}] = "
+                f"{late[0][1]}"
+            )
+        if batch_size % processes:
+            source = "batch_size" if "batch_size" in entry else "train.batch_size"
+            raise ConfigError(
+                f"{where}: {source} {batch_size} does not split evenly over {processes} "
+                "data-parallel GPUs (gpus / runtime.train_gpus)"
             )
         rotary_dims = int(width // heads * model["rotary_pct"])
         if rotary_dims < 2 or rotary_dims % 2:
@@ -339,15 +360,20 @@ def _check_evaluation(config: Mapping[str, Any]) -> None:
             if not Path(path).is_file():
                 raise ConfigError(f"evaluation.local_data.{task}.{split}: {path!r} is not a file")
     marks = train["checkpoints"]
-    schedule = set(
-        checkpoint_steps(train["steps"], marks["log_until"], marks["every"], marks["steps"])
-    )
-    for i, entry in enumerate(evaluation["checkpoints"]["include"]):
-        if entry.isdigit() and int(entry) not in schedule:
-            raise ConfigError(
-                f"evaluation.checkpoints.include[{i}]: step {entry} is not a checkpoint step "
-                f"(schedule: {sorted(schedule)})"
-            )
+    # the schedule of the text runs (the evaluated ones): train.steps', and any width's own
+    lengths = {"": train["steps"]} | {
+        f" of widths[{i}]": width["steps"]
+        for i, width in enumerate(config["widths"])
+        if "steps" in width
+    }
+    for of, steps in lengths.items():
+        schedule = set(checkpoint_steps(steps, marks["log_until"], marks["every"], marks["steps"]))
+        for i, entry in enumerate(evaluation["checkpoints"]["include"]):
+            if entry.isdigit() and int(entry) not in schedule:
+                raise ConfigError(
+                    f"evaluation.checkpoints.include[{i}]: step {entry} is not a checkpoint step"
+                    f"{of} (schedule: {sorted(schedule)})"
+                )
 
 
 def _check_scaling(config: Mapping[str, Any]) -> None:

@@ -153,7 +153,7 @@ def run_benchmarks(
 
 
 BOTTLENECK_COLUMNS = [
-    "language", "rank", "entropy", "d", "kind", "head", "width", "run", "seed", "loss",
+    "language", "rank", "entropy", "d", "kind", "head", "tag", "width", "run", "seed", "loss",
 ]  # fmt: skip
 # the oracle table's columns (saturation.synthetic.oracles.oracle_table), by the bottleneck table's kind
 ORACLE_KINDS = {
@@ -167,7 +167,7 @@ def bottleneck_table(
     metrics: pd.DataFrame, runs: pd.DataFrame, oracles: Mapping[str, Mapping[str, Any]]
 ) -> pd.DataFrame:
     """Per synthetic language and d: each run's final held-out loss (`trained`, with its head's
-    label and its width) beside the oracle's best losses at d (`best_rank`, `head_family`,
+    label, its width and its `tag`, "" where untagged) beside the oracle's best losses at d (`best_rank`, `head_family`,
     `svd_bound`), with the language's rank r* and entropy rate H*. A run's d is the rank its
     head's logits can have (the runs table's `logit_rank`: the width, a low-rank head's rank);
     `oracles`: `{language: {"table": oracle.csv, "rank": r*}}`. Empty (with its columns) where
@@ -178,7 +178,8 @@ def bottleneck_table(
         entropy, rank = float(table["entropy"].iloc[0]), oracle["rank"]
         common = {"language": language, "rank": rank, "entropy": entropy}
         for kind, column in ORACLE_KINDS.items():
-            curve = {"kind": kind, "head": "", "width": math.nan, "run": "", "seed": math.nan}
+            curve = {"kind": kind, "head": "", "tag": "", "width": math.nan, "run": "",
+                     "seed": math.nan}  # fmt: skip
             rows += [
                 common | curve | {"d": int(d), "loss": float(loss)}
                 for d, loss in zip(table["d"], table[column], strict=True)
@@ -188,13 +189,15 @@ def bottleneck_table(
         for run, series in loss.groupby("run"):
             final, of = series.loc[series["step"].idxmax()], named.loc[run]
             head, bound = of.get("head", "linear"), of.get("logit_rank", math.nan)
+            tag = of.get("tag", "")
             rows.append(common | {
                 "d": int(bound if pd.notna(bound) else final["width"]), "kind": "trained",
-                "head": head if isinstance(head, str) else "linear", "width": int(final["width"]),
+                "head": head if isinstance(head, str) else "linear",
+                "tag": tag if isinstance(tag, str) else "", "width": int(final["width"]),
                 "run": run, "seed": float(final["seed"]), "loss": float(final["value"]),
             })  # fmt: skip
     table = pd.DataFrame(rows, columns=BOTTLENECK_COLUMNS)
-    return table.sort_values(["language", "kind", "head", "d", "run"], ignore_index=True)
+    return table.sort_values(["language", "kind", "head", "tag", "d", "run"], ignore_index=True)
 
 
 def runs_table(runs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

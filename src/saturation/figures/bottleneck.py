@@ -44,8 +44,11 @@ def plot(
             curve = rows[rows["kind"] == kind].sort_values("d")
             ax.plot(curve["d"], curve["loss"], line, color="black", linewidth=1, label=label)
         trained = rows[rows["kind"] == "trained"]
-        for head, colour in zip(_heads(trained), HEAD_COLOURS, strict=False):
-            _plot_trained(ax, trained[trained["head"] == head], head, colour, options.confidence)
+        series = _series(trained)
+        for (head, tag), colour in zip(series, _colours(len(series)), strict=True):
+            runs = trained[(trained["head"] == head) & (_tags(trained) == tag)]
+            label = f"{head} head{f', {tag}' if tag else ''}"
+            _plot_trained(ax, runs, label, colour, options.confidence)
         ax.axhline(entropy, color="tab:blue", linewidth=1, label=f"H* = {entropy:.3g}")
         ax.axvline(rank, color="grey", linewidth=1, linestyle="-.", label=f"r* = {rank}")
         ax.set_xscale("log", base=2)
@@ -64,20 +67,36 @@ def plot(
 HEAD_COLOURS = ["tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink"]
 
 
-def _heads(trained: pd.DataFrame) -> list[str]:
-    """The head labels of the trained runs, linear first."""
-    return sorted(trained["head"].unique(), key=lambda head: (head != "linear", head))
+def _colours(n: int) -> list:
+    """A colour per series: the head palette (blue and grey mark H* and r*), or, for a sweep of
+    more series than it has, tab20's but its blues and greys (every series drawn; distinct up
+    to 16)."""
+    if n <= len(HEAD_COLOURS):
+        return HEAD_COLOURS[:n]
+    palette = [plt.get_cmap("tab20")(i) for i in range(20) if i not in (0, 1, 14, 15)]
+    return [palette[i % len(palette)] for i in range(n)]
+
+
+def _tags(trained: pd.DataFrame) -> pd.Series:
+    """The runs' tags ("" where untagged; a table read back from CSV has NaN there)."""
+    return trained["tag"].fillna("").astype(str)
+
+
+def _series(trained: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (head label, tag) pairs of the trained runs, each a line: untagged linear first."""
+    pairs = set(zip(trained["head"], _tags(trained), strict=True))
+    return sorted(pairs, key=lambda pair: (pair[0] != "linear", pair))
 
 
 def _plot_trained(
     ax: plt.Axes, trained: pd.DataFrame, head: str, colour: str, confidence: float
 ) -> None:
-    """One head's runs: every seed a faint point, the mean of seeds per d a line with its
-    interval (where there are seeds to give one)."""
+    """One series' runs (a head, a tag): every seed a faint point, the mean of seeds per d a
+    line with its interval (where there are seeds to give one)."""
     seeds = trained.groupby("d")["loss"].apply(lambda v: mean_interval(v, confidence))
     mean, low, high = (seeds.map(lambda interval, i=i: interval[i]) for i in range(3))
     ax.scatter(trained["d"], trained["loss"], color=colour, s=14, alpha=0.5, zorder=4)
     ax.plot(mean.index, mean, "o-", color=colour, zorder=5,
-            label=f"{head} head, trained (final; mean of seeds)")  # fmt: skip
+            label=f"{head}, trained (final; mean of seeds)")  # fmt: skip
     if low.notna().any():
         ax.fill_between(mean.index, low, high, color=colour, alpha=0.2, linewidth=0)

@@ -12,7 +12,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from saturation.config import gpus_of, resolve_head, resolve_shape
+from saturation.config import (
+    WIDTH_TRAIN_KEYS,
+    gpus_of,
+    resolve_head,
+    resolve_shape,
+    resolve_train,
+)
 from saturation.model.head_spec import HeadSpec
 from saturation.plan.runs import Run, SharedStages
 from saturation.plan.stages import Stage
@@ -22,12 +28,14 @@ from saturation.schedule import checkpoint_steps
 # (width) alone and label every other run by name (a published model's, plan/suites.py; a
 # synthetic language's; another head's).
 OWN_RUN_NAME = re.compile(r"^(?P<model>w\d+)-s\d+$")
-# every run trained here: `[{language}-]w{width}[{head suffix}]-s{seed}` (HeadSpec.suffix)
-TRAINED_RUN_NAME = re.compile(r"^(?P<model>(?:[a-z][a-z0-9]*-)?w\d+(?:-[a-z]+\d*)?)-s\d+$")
+# every run trained here: `[{language}-]w{width}[{head suffix}][-{tag}]-s{seed}` (HeadSpec.suffix)
+TRAINED_RUN_NAME = re.compile(
+    r"^(?P<model>(?:[a-z][a-z0-9]*-)?w\d+(?:-[a-z]+\d*)?(?:-[a-z][a-z0-9]*)?)-s\d+$"
+)
 
 
-def run_name(width: int, seed: int, head: HeadSpec | None = None) -> str:
-    return f"w{width}{(head or HeadSpec()).suffix}-s{seed}"
+def run_name(width: int, seed: int, head: HeadSpec | None = None, tag: str = "") -> str:
+    return f"w{width}{(head or HeadSpec()).suffix}{f'-{tag}' if tag else ''}-s{seed}"
 
 
 def model_name(run: str) -> str:
@@ -58,14 +66,14 @@ class PretrainedRun(Run):
 
 def train_recipe(config: Mapping[str, Any], entry: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """The optimisation recipe of one width's run: every field changes the trained weights."""
-    train = config["train"]
+    train = resolve_train(entry, config["train"])
     marks = train["checkpoints"]
     return {
         "seed": seed,
         "steps": train["steps"],
         "batch_size": train["batch_size"],
         "seq_len": train["seq_len"],
-        "lr": entry.get("lr", train["lr"]),
+        "lr": train["lr"],
         "min_lr_ratio": train["min_lr_ratio"],
         "warmup_steps": round(train["warmup_fraction"] * train["steps"]),
         "betas": train["betas"],
@@ -105,7 +113,7 @@ def trained_run(
     are text of the corpus."""
     config, model = shared.config, shared.config["model"]
     shape, head = resolve_shape(entry, model), resolve_head(entry, model)
-    name = prefix + run_name(shape["width"], seed, head)
+    name = prefix + run_name(shape["width"], seed, head, entry.get("tag", ""))
     train = train_recipe(config, entry, seed)
     architecture = shape | {k: model[k] for k in ("rotary_pct", "mlp_ratio", "vocab_multiple")}
     if head != HeadSpec():  # the linear head is the recipe without one: its ids predate heads
@@ -130,6 +138,8 @@ def trained_run(
             "head": head.label,
             "logit_rank": head.logit_rank(shape["width"]),
         }
+        | {key: train[key] for key in WIDTH_TRAIN_KEYS}  # what a sweep varies
+        | ({"tag": entry["tag"]} if "tag" in entry else {})
         | dict(attributes or {}),
         tokens=tokens,
         harvest=harvest,

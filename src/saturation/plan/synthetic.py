@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from saturation.config import synthetic_config
+from saturation.config import resolve_train, synthetic_config
 from saturation.plan.pretrained import PretrainedRun, trained_run
 from saturation.plan.runs import SharedStages
 from saturation.plan.stages import Stage
@@ -41,10 +41,11 @@ class SyntheticRun(PretrainedRun):
 
 def train_tokens(config: Mapping[str, Any]) -> int:
     """The train stream's length when `synthetic.train_tokens` is null: every training sequence
-    a fresh one (steps × batch × seq_len targets, one more token to start), so no run repeats
-    data and a late rise can only be saturation, never overfitting."""
+    a fresh one (steps × batch × seq_len targets, one more token to start; the most any width
+    reads), so no run repeats data and a late rise can only be saturation, never overfitting."""
     train = config["train"]
-    return train["steps"] * train["batch_size"] * train["seq_len"] + 1
+    runs = [resolve_train(entry, train) for entry in [{}, *config["synthetic"]["widths"]]]
+    return max(run["steps"] * run["batch_size"] for run in runs) * train["seq_len"] + 1
 
 
 def oracle_dims(config: Mapping[str, Any], rank: int, vocab: int) -> list[int]:
