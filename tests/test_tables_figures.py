@@ -342,6 +342,24 @@ def test_seeds_of_one_model_are_pooled_into_a_mean_and_its_interval(tmp_path: Pa
     assert "95% CI of the mean" in ax.get_title()
 
 
+def test_a_sweep_s_models_are_named_once_not_by_seed(tmp_path: Path) -> None:
+    """Two models of one width (a tagged run of a sweep beside the plain one), two seeds each:
+    the plain one's band is labelled by its width, the tagged one's by its model name, which
+    is also written once at the end of its mean, not at each seed's last point."""
+    runs = [fake_run(tmp_path, 32, [6.0, 5.0], seed, suffix=suffix)
+            for suffix in ("", "-wd0") for seed in (0, 1)]  # fmt: skip
+    paths = []
+    for run in runs:
+        paths.append(tmp_path / f"{run.run}.csv")
+        run_metrics(run).to_csv(paths[-1], index=False)
+    table = combine_run_tables(paths, "metrics")
+    ax = loss_curve.plot(table, tmp_path / "f.png", tmp_path / "f.pdf").axes[0]
+    labels = [line.get_label() for line in ax.lines if not line.get_label().startswith("_")]
+    assert sorted(labels) == ["32 (mean of 2 seeds)", "w32-wd0 (mean of 2 seeds)"]
+    assert [text.get_text() for text in ax.texts] == ["w32-wd0"]
+    assert ax.get_legend().get_title().get_text() == "width or model"
+
+
 def test_runs_table_lists_each_run_and_its_attributes() -> None:
     recipe = {
         "w64-s0": {"source": "pretrain", "attributes": {"family": "gpt_neox", "width": 64,

@@ -167,11 +167,11 @@ def bottleneck_table(
     metrics: pd.DataFrame, runs: pd.DataFrame, oracles: Mapping[str, Mapping[str, Any]]
 ) -> pd.DataFrame:
     """Per synthetic language and d: each run's final held-out loss (`trained`, with its head's
-    label, its width and its `tag`, "" where untagged) beside the oracle's best losses at d (`best_rank`, `head_family`,
-    `svd_bound`), with the language's rank r* and entropy rate H*. A run's d is the rank its
-    head's logits can have (the runs table's `logit_rank`: the width, a low-rank head's rank);
-    `oracles`: `{language: {"table": oracle.csv, "rank": r*}}`. Empty (with its columns) where
-    no language is configured."""
+    label, its width and its `tag`, "" where untagged) beside the oracle's best losses at d
+    (`best_rank`, `head_family`, `svd_bound`), with the language's rank r* and entropy rate H*.
+    A run's d is the rank its head's logits can have (the runs table's `logit_rank`: the width,
+    a low-rank head's rank); `oracles`: `{language: {"table": oracle.csv, "rank": r*}}`. Empty
+    (with its columns) where no language is configured."""
     rows = []
     for language, oracle in sorted(oracles.items()):
         table = pd.read_csv(oracle["table"])

@@ -69,7 +69,9 @@ def lines_by_run(frame: pd.DataFrame, ax: plt.Axes, confidence: float = 0.95) ->
     """One line per run, coloured by its width, against the training step (symlog:
     Pythia-like schedules start at 0). Two runs of one width from different sources are two
     models, so each keeps its own line; the seeds of one model (`seed_bands`) are drawn thin,
-    under their mean across seeds and its interval at `confidence` as a band."""
+    under their mean across seeds and its interval at `confidence` as a band. A model its width
+    does not name (a tagged run of a sweep, another head, a synthetic language's) is named in
+    the legend and once where its mean ends."""
     palette = width_palette(frame["width"].unique().tolist())
     bands = seed_bands(frame, confidence)
     pooled = frame["run"].map(model_name).isin(bands["model"])
@@ -83,18 +85,26 @@ def lines_by_run(frame: pd.DataFrame, ax: plt.Axes, confidence: float = 0.95) ->
         run = run.sort_values("step")
         ax.plot(run["step"], run["value"], color=palette[run["width"].iloc[0]], alpha=0.35,
                 linewidth=0.8, label="_seed")  # fmt: skip
-    for (_, width), band in bands.groupby(["model", "width"]):
-        colour = palette[width]
+    for (model, width), band in bands.groupby(["model", "width"]):
+        colour, own = palette[width], _is_own_model(model)
         ax.plot(band["step"], band["value"], color=colour, marker="o", markersize=3,
-                label=f"{width} (mean of {band['seeds'].iloc[0]} seeds)")  # fmt: skip
+                label=f"{width if own else model} (mean of {band['seeds'].iloc[0]} seeds)")  # fmt: skip
         ax.fill_between(band["step"], band["low"], band["high"], color=colour, alpha=0.25,
                         linewidth=0)  # fmt: skip
+        if not own:  # the model's name once, where its mean ends, not each seed's
+            last = band.loc[band["step"].idxmax()]
+            _name_line(ax, model, last["step"], last["value"])
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(left=0, right=frame["step"].max() * 1.05)
     ax.set_xlabel("training step")
-    ax.legend(title="width")
-    label_published_runs(frame, ax, "step")
+    ax.legend(title="width" if bands["model"].map(_is_own_model).all() else "width or model")
+    label_published_runs(single, ax, "step")
     return palette
+
+
+def _is_own_model(model: str) -> bool:
+    """A text model trained here with the linear head (`w64`): its colour names it."""
+    return bool(OWN_RUN_NAME.match(f"{model}-s0"))
 
 
 def label_published_runs(frame: pd.DataFrame, ax: plt.Axes, x: str) -> None:
@@ -104,5 +114,8 @@ def label_published_runs(frame: pd.DataFrame, ax: plt.Axes, x: str) -> None:
     for run, rows in frame.groupby("run"):
         if not OWN_RUN_NAME.match(str(run)):
             last = rows.loc[rows[x].idxmax()]
-            ax.annotate(str(run), (last[x], last["value"]), xytext=(3, 0),
-                        textcoords="offset points", fontsize=7, va="center")  # fmt: skip
+            _name_line(ax, str(run), last[x], last["value"])
+
+
+def _name_line(ax: plt.Axes, name: str, x: float, y: float) -> None:
+    ax.annotate(name, (x, y), xytext=(3, 0), textcoords="offset points", fontsize=7, va="center")
