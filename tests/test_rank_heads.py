@@ -201,3 +201,9 @@ def test_a_sweep_caches_states_once_and_trains_only_new_heads(
     assert (
         again[12][1][HeadConfig(2, "scaled", 1e-2)] == swept[12][1][HeadConfig(2, "scaled", 1e-2)]
     )
+    # trained afresh into another store, the tables are the same to the byte (no wall time in them)
+    fresh = sweep_run(manifest, [12], STAGE_RECIPE, tiny_data["val"], tiny_data["train"],
+                      tmp_path / "fresh", tmp_path / "fresh.jsonl")  # fmt: skip
+    run = {"run": "w16-s0", "width": 16, "seed": 0}
+    for table, remade in zip((heads, curves), sweep_tables(fresh, run), strict=True):
+        assert remade.to_csv(index=False) == table.to_csv(index=False)

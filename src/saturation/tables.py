@@ -36,9 +36,11 @@ RUNS_COLUMNS = ["run", "source", "family", "width", "layers", "seed"]  # then ot
 # the arrays beside each checkpoint's analysis record (saturation.measure.analysis)
 SPECTRUM_FILES = {"sigma": f"{SIGMA_ARRAY}.npy", "sigma_centred": f"{SIGMA_CENTRED_ARRAY}.npy"}
 HEAD_KEYS = ["head", "rank", "init", "lr"]
+# no wall time: a head's training seconds are in its record and the job's log, so tables rebuilt
+# by a rerun stay byte-identical
 HEADS_COLUMNS = [
     "run", "width", "seed", "step", *HEAD_KEYS, "chosen", "select_loss", "loss", "accuracy",
-    "train_loss", "w_error", "tail_norm", "seconds",
+    "train_loss", "w_error", "tail_norm",
 ]  # fmt: skip
 HEAD_CURVES_COLUMNS = ["run", "width", "seed", "step", *HEAD_KEYS, "update", "train_loss",
                        "select_loss"]  # fmt: skip

@@ -152,7 +152,6 @@ def sweep_tables(
                 | {
                     "w_error": spectra.w_error(sigma, rank),
                     "tail_norm": float(np.linalg.norm(sigma[rank:])),
-                    "seconds": record["seconds"],
                 }
             )
             curve = np.load(head_folder / f"{CURVE_ARRAY}.npy")

@@ -78,13 +78,13 @@ KINDS: dict[str, StageKind] = {
             {"table": "metrics.csv", "spectra": "spectra.csv", "windows": "windows.csv"},
         ),
         StageKind("evaluate", 2, {"table": "metrics.csv"}),
-        StageKind("tables", 7, {"table": "{table}.{ext}"}),
+        StageKind("tables", 8, {"table": "{table}.{ext}"}),
         StageKind("summary", 3, {"table": "{table}.{ext}"}),
         StageKind("scaling", 1, {"table": "scaling.{ext}", "fit": "fit.json"}),
         StageKind("ngram", 1, {"table": "wcurve.{ext}", "info": "ngram.json"}),
         # a run's rank-constrained heads on frozen checkpoints (saturation.measure.head_sweep):
         # its tables here; the cached states and every head's record in results/measurements/
-        StageKind("heads", 1, {"table": "heads.csv", "curves": "curves.csv"}),
+        StageKind("heads", 2, {"table": "heads.csv", "curves": "curves.csv"}),
         StageKind("figures", 7, {"figure": "{figure}.{ext}"}),
     )
 }
