@@ -440,3 +440,22 @@ def test_head_sweeps_are_planned_for_the_selected_text_widths(config: dict) -> N
     assert {name for name, run in every.runs.items() if run.heads} == set(every.text_runs)
     config["heads"]["enabled"] = False
     assert all(run.heads is None for run in make_plan(config).runs.values())
+
+
+def test_the_design_notes_list_every_stage_and_record_at_its_version() -> None:
+    """DESIGN-NOTES' "Format versions" tables are where a bump is explained: they must name every
+    stage kind and every record kind at the version the code hashes into ids and keys."""
+    from saturation.plan.stages import FORMAT_VERSIONS, RECORD_VERSIONS
+    from tests.conftest import ROOT
+
+    notes = (ROOT / "docs" / "DESIGN-NOTES.md").read_text()
+    section = notes.split("## Format versions", 1)[1].split("\n## ", 1)[0]
+    listed: dict[str, dict[str, int]] = {}
+    table = None
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[1] == "version":
+            table = listed.setdefault(cells[0], {})
+        elif table is not None and len(cells) >= 2 and cells[1].isdigit():
+            table[cells[0]] = int(cells[1])
+    assert listed == {"stage": FORMAT_VERSIONS, "record": RECORD_VERSIONS}
