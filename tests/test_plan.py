@@ -13,8 +13,10 @@ from saturation import plan as plan_module
 from saturation.config import ConfigError, validate_config
 from saturation.plan import make_plan, stage_id, write_plan_records
 from saturation.plan.pretrained import model_name
+from saturation.plan.stages import FORMAT_VERSIONS, RECORD_VERSIONS
 from saturation.tables import runs_table
 from saturation.tokenizer import pretrained_tokenizer
+from tests.conftest import ROOT
 from tests.test_config import merged
 
 
@@ -445,9 +447,6 @@ def test_head_sweeps_are_planned_for_the_selected_text_widths(config: dict) -> N
 def test_the_design_notes_list_every_stage_and_record_at_its_version() -> None:
     """DESIGN-NOTES' "Format versions" tables are where a bump is explained: they must name every
     stage kind and every record kind at the version the code hashes into ids and keys."""
-    from saturation.plan.stages import FORMAT_VERSIONS, RECORD_VERSIONS
-    from tests.conftest import ROOT
-
     notes = (ROOT / "docs" / "DESIGN-NOTES.md").read_text()
     section = notes.split("## Format versions", 1)[1].split("\n## ", 1)[0]
     listed: dict[str, dict[str, int]] = {}
